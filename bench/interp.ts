@@ -1,0 +1,48 @@
+import { Machine, Perm } from "../src/index.js";
+import { report, timeIt } from "./harness.js";
+
+const CODE = 0xffffffff81000000n;
+const STACK = 0xffffc90000000000n;
+
+/** A straight-line block of 4,000 mixed ALU, move, LEA and stack instructions, ending in a jump back. */
+function straightBlock(): number[] {
+  const body = [
+    [0x48, 0x01, 0xd8],             // add %rbx,%rax
+    [0x48, 0x89, 0xc1],             // mov %rax,%rcx
+    [0x48, 0x8d, 0x54, 0x0b, 0x08], // lea 0x8(%rbx,%rcx),%rdx
+    [0x31, 0xd6],                   // xor %edx,%esi
+    [0x48, 0x83, 0xe9, 0x03],       // sub $3,%rcx
+    [0x50],                         // push %rax
+    [0x48, 0x8b, 0x3c, 0x24],       // mov (%rsp),%rdi
+    [0x5f],                         // pop %rdi
+    [0x48, 0x21, 0xf9],             // and %rdi,%rcx
+    [0x48, 0x85, 0xc9],             // test %rcx,%rcx
+  ];
+  const out: number[] = [];
+  for (let i = 0; i < 400; i++) for (const b of body) out.push(...b);
+  return out;
+}
+
+export function benchInterp(): void {
+  {
+    const m = new Machine({ bits: 64 });
+    const code = straightBlock();
+    m.map(CODE, code.length + 16, Perm.R | Perm.X).map(STACK, 0x4000);
+    const rel = -(code.length + 5);
+    m.load(CODE, [...code, 0xe9, rel & 0xff, (rel >> 8) & 0xff, (rel >> 16) & 0xff, (rel >> 24) & 0xff]);
+    m.cpu.rip = CODE; m.cpu.sp = STACK + 0x2000n;
+    const per = 4001;
+    const { rate } = timeIt(() => m.run({ maxSteps: per * 100 }).steps);
+    report("interp.ips.straight", rate, "instructions/s");
+  }
+  {
+    const m = new Machine({ bits: 64 });
+    // loop: mov $1000000,%ecx; 1: add %rcx,%rax; xor %rax,%rbx; dec %rcx; jnz 1b; jmp start
+    const code = [0xb9, 0x40, 0x42, 0x0f, 0x00, 0x48, 0x01, 0xc8, 0x48, 0x31, 0xc3, 0x48, 0xff, 0xc9, 0x75, 0xf5, 0xeb, 0xee];
+    m.map(CODE, 0x1000, Perm.R | Perm.X).map(STACK, 0x4000);
+    m.load(CODE, code);
+    m.cpu.rip = CODE; m.cpu.sp = STACK + 0x2000n;
+    const { rate } = timeIt(() => { const r = m.run({ maxSteps: 400_000 }); if (r.reason !== "steps") throw new Error(`${r.reason} ${r.event?.name} ${r.event?.detail} ${r.detail}`); return r.steps; });
+    report("interp.ips.loop", rate, "instructions/s");
+  }
+}

@@ -1,0 +1,6 @@
+import { benchInterp } from "./interp.js";
+import { benchRoundtrip } from "./roundtrip.js";
+
+/** `npm run bench`: prints one JSON line per figure. */
+benchInterp();
+benchRoundtrip();

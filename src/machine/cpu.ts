@@ -1,0 +1,290 @@
+import { CpuFault, faultClass, type EventKind, type ExceptionEvent, type RunResult, type StopReason, Vec, vectorName } from "./events.js";
+import { F } from "./flags.js";
+import type { Insn } from "./insn.js";
+import type { Memory } from "./memory.js";
+import type { Page } from "./page.js";
+import { emptyTss, type Gate, type Gdt, type Tss } from "./tables.js";
+import { isCanonical, toBig } from "./u64.js";
+import { deliver } from "./deliver.js";
+
+/** Register numbers (iced-x86 order): RAX RCX RDX RBX RSP RBP RSI RDI R8..R15. */
+export const R = { AX: 0, CX: 1, DX: 2, BX: 3, SP: 4, BP: 5, SI: 6, DI: 7, R8: 8, R9: 9, R10: 10, R11: 11, R12: 12, R13: 13, R14: 14, R15: 15 } as const;
+export const REG_NAMES_64 = ["rax", "rcx", "rdx", "rbx", "rsp", "rbp", "rsi", "rdi", "r8", "r9", "r10", "r11", "r12", "r13", "r14", "r15"];
+export const REG_NAMES_32 = ["eax", "ecx", "edx", "ebx", "esp", "ebp", "esi", "edi"];
+
+/** Translates an address in the decode cache miss path into a compiled instruction. */
+export type DecodeFn = (c: Cpu, lo: number, hi: number, page: Page) => Insn;
+
+/** What hooks may answer: "stop" ends the run after (instruction) or before (exception) the event. */
+export type HookAnswer = void | "stop";
+
+export interface CpuHooks {
+  /** Before each instruction, with its address. */
+  instruction?: (c: Cpu, lo: number, hi: number, insn: Insn) => HookAnswer;
+  /** Before an exception or interrupt is delivered. */
+  exception?: (c: Cpu, e: ExceptionEvent) => HookAnswer;
+}
+
+/**
+ * One x86 CPU: 32-bit protected mode or 64-bit long mode, general registers as int32
+ * halves, RIP, RFLAGS, CS/SS selectors (CPL = CS.RPL), its GDT, IDT and TSS, executing
+ * from a shared Memory through the decode cache.
+ */
+export class Cpu {
+  readonly lo = new Int32Array(16);
+  readonly hi = new Int32Array(16);
+  ripLo = 0;
+  ripHi = 0;
+  flags = 0x2;
+  cs = 0;
+  ss = 0;
+  cr2 = 0n;
+  gdt: Gdt = [];
+  idt: (Gate | undefined)[] = [];
+  tss: Tss = emptyTss();
+  halted = false;
+  /** Instructions executed since creation. */
+  icount = 0;
+  /** Serializing instructions and events seen (IRET, CPUID, delivery), for fetch models. */
+  serializations = 0;
+  hooks: CpuHooks = {};
+
+  // scratch used by compiled instructions
+  th = 0; eaHi = 0; aLo = 0; aHi = 0; rh = 0; nf = 0;
+  /** Set by IRET: the RF it loaded survives that instruction. */
+  keepRf = false;
+  /** Start of the executing instruction. */
+  curLo = 0; curHi = 0;
+
+  private stopReason: StopReason | null = null;
+  private stopDetail: string | undefined;
+  private stopEvent: ExceptionEvent | undefined;
+  private fLo = 0; private fHi = 0; private fGen = -1; private fUser = false;
+  private fPage: Page | null = null;
+
+  constructor(readonly mem: Memory, readonly bits: 32 | 64, private readonly decode: DecodeFn) {}
+
+  get cpl(): number { return this.cs & 3; }
+
+  /** Sets CS and keeps memory's privilege in step with CPL. */
+  setCs(sel: number): void {
+    this.cs = sel & 0xffff;
+    const user = (sel & 3) === 3;
+    if (user !== this.mem.user) {
+      this.mem.user = user;
+      this.mem.flush();
+    }
+  }
+
+  // ---- 64-bit views for API users -------------------------------------------------------
+  reg(i: number): bigint { return this.bits === 64 ? toBig(this.lo[i], this.hi[i]) : BigInt(this.lo[i] >>> 0); }
+  setReg(i: number, v: bigint): void {
+    this.lo[i] = Number(BigInt.asIntN(32, v));
+    this.hi[i] = this.bits === 64 ? Number(BigInt.asIntN(32, v >> 32n)) : 0;
+  }
+  get rip(): bigint { return this.bits === 64 ? toBig(this.ripLo, this.ripHi) : BigInt(this.ripLo >>> 0); }
+  set rip(v: bigint) {
+    this.ripLo = Number(BigInt.asIntN(32, v));
+    this.ripHi = this.bits === 64 ? Number(BigInt.asIntN(32, v >> 32n)) : 0;
+  }
+  get sp(): bigint { return this.reg(4); }
+  set sp(v: bigint) { this.setReg(4, v); }
+
+  // ---- stack ---------------------------------------------------------------------------
+  /** Pushes one stack-width word (8 bytes in 64-bit mode, 4 in 32-bit mode). */
+  pushW(lo: number, hi: number): void {
+    if (this.bits === 64) {
+      const s = (this.lo[4] >>> 0) - 8;
+      const nl = s | 0, nh = s < 0 ? (this.hi[4] - 1) | 0 : this.hi[4];
+      this.mem.write64(nl, nh, lo, hi, true);
+      this.lo[4] = nl; this.hi[4] = nh;
+    } else {
+      const n = (this.lo[4] - 4) | 0;
+      this.mem.write32(n, 0, lo, true);
+      this.lo[4] = n;
+    }
+  }
+
+  /** Pushes 2 bytes (operand-size 16 push). */
+  push16(v: number): void {
+    const s = (this.lo[4] >>> 0) - 2;
+    const nl = s | 0, nh = this.bits === 64 && s < 0 ? (this.hi[4] - 1) | 0 : this.hi[4];
+    this.mem.write16(nl, nh, v, true);
+    this.lo[4] = nl; this.hi[4] = nh;
+  }
+
+  /** Reads the stack word at SP + off without popping; high half in `th`. */
+  peekW(off: number): number {
+    if (this.bits === 64) {
+      const s = (this.lo[4] >>> 0) + off;
+      const l = s | 0, h = (this.hi[4] + (s >= 4294967296 ? 1 : 0)) | 0;
+      const v = this.mem.read64(l, h, true);
+      this.th = this.mem.rhi;
+      return v;
+    }
+    this.th = 0;
+    return this.mem.read32((this.lo[4] + off) | 0, 0, true);
+  }
+
+  /** Reads 2 bytes at SP + off. */
+  peek16(off: number): number {
+    const s = (this.lo[4] >>> 0) + off;
+    const h = this.bits === 64 ? (this.hi[4] + (s >= 4294967296 ? 1 : 0)) | 0 : 0;
+    return this.mem.read16(s | 0, h, true);
+  }
+
+  /** SP += delta (delta may be negative), wrapping at the stack width. */
+  spAdd(delta: number): void {
+    const s = (this.lo[4] >>> 0) + delta;
+    this.lo[4] = s | 0;
+    if (this.bits === 64) this.hi[4] = (this.hi[4] + Math.floor(s / 4294967296)) | 0;
+  }
+
+  /** #GP(0) unless (lo, hi) is a canonical branch target (64-bit mode). */
+  checkTarget(lo: number, hi: number): void {
+    if (this.bits === 64 && !isCanonical(lo, hi)) {
+      throw new CpuFault(Vec.GP, 0, undefined, `non-canonical target 0x${toBig(lo, hi).toString(16)}`);
+    }
+  }
+
+  /** Sets RIP to (lo, hi) after checking it is canonical (64-bit): #GP(0) otherwise. */
+  jumpTo(lo: number, hi: number): void {
+    this.checkTarget(lo, hi);
+    this.ripLo = lo;
+    this.ripHi = this.bits === 64 ? hi : 0;
+  }
+
+  // ---- control -------------------------------------------------------------------------
+  /** Ends the current run after this instruction (for host functions and hooks). */
+  requestStop(reason: StopReason, detail?: string): void {
+    this.stopReason = reason;
+    this.stopDetail = detail;
+  }
+
+  /** Forgets the fetch cache (after a mode or mapping change made from outside). */
+  refetch(): void { this.fGen = -1; }
+
+  /**
+   * Runs until `maxSteps` instructions have executed, RIP equals `until`, HLT, a triple
+   * fault, or a hook stops it. Exceptions are delivered through the IDT as hardware does.
+   */
+  run(maxSteps: number, until?: bigint): RunResult {
+    this.stopReason = null;
+    this.stopDetail = undefined;
+    this.stopEvent = undefined;
+    this.halted = false;
+    const uLo = until === undefined ? 0 : Number(BigInt.asIntN(32, until));
+    const uHi = until === undefined ? 0 : Number(BigInt.asIntN(32, until >> 32n));
+    const hasUntil = until !== undefined;
+    let steps = 0;
+    const hooked = this.hooks.instruction !== undefined;
+    const mem = this.mem;
+    while (steps < maxSteps) {
+      try {
+        while (steps < maxSteps) {
+          const lo = this.ripLo, hi = this.ripHi;
+          if (hasUntil && lo === uLo && hi === uHi) return this.result("until", steps);
+          let page = this.fPage;
+          if (page === null || ((lo ^ this.fLo) >>> 12) !== 0 || hi !== this.fHi || this.fGen !== mem.gen || this.fUser !== mem.user) {
+            this.curLo = lo; this.curHi = hi;
+            page = mem.readPage(lo, hi, true, false);
+            this.fPage = page; this.fLo = lo; this.fHi = hi; this.fGen = mem.gen; this.fUser = mem.user;
+          }
+          const code = page.code;
+          let ins = code === null ? undefined : code[lo & 4095];
+          this.curLo = lo; this.curHi = hi;
+          if (ins === undefined) {
+            ins = this.decode(this, lo, hi, page);
+            if (this.fGen !== mem.gen) this.fPage = null;
+          }
+          if (hooked && this.hooks.instruction !== undefined && this.hooks.instruction(this, lo, hi, ins) === "stop") {
+            return this.result("stopped", steps);
+          }
+          this.ripLo = ins.nLo;
+          this.ripHi = ins.nHi;
+          ins.exec(this);
+          steps++;
+          if ((this.flags & F.RF) !== 0) {
+            if (this.keepRf) this.keepRf = false;
+            else this.flags &= ~F.RF;
+          }
+          if (this.stopReason !== null) return this.result(this.stopReason, steps);
+          if (this.halted) return this.result("hlt", steps);
+        }
+      } catch (e) {
+        if (!(e instanceof CpuFault)) throw e;
+        this.ripLo = this.curLo;
+        this.ripHi = this.curHi;
+        steps++;
+        this.fault(e);
+        if (this.stopReason !== null) return this.result(this.stopReason, steps);
+      }
+    }
+    return this.result("steps", steps);
+  }
+
+  private result(reason: StopReason, steps: number): RunResult {
+    this.icount += steps;
+    return { reason, steps, event: this.stopEvent, detail: this.stopDetail };
+  }
+
+  /** A fault thrown by the current instruction: delivered with the instruction's address. */
+  fault(f: CpuFault): void {
+    this.raise(f.vector, "fault", f.errorCode, this.curLo, this.curHi, f.cr2, f.detail);
+  }
+
+  /**
+   * Raises an event and delivers it; a fault during delivery becomes a second event
+   * (serially, or #DF per SDM Vol. 3A Table 6-5); a fault while delivering #DF is a triple
+   * fault. `savedLo/Hi` is the IP to save (next instruction for traps).
+   */
+  raise(vector: number, kind: EventKind, errorCode: number | undefined, savedLo: number, savedHi: number, cr2?: bigint, detail?: string): void {
+    for (;;) {
+      if (vector === Vec.PF && cr2 !== undefined) this.cr2 = cr2;
+      const ev: ExceptionEvent = {
+        vector, name: vectorName(vector), kind, errorCode, cr2: vector === Vec.PF ? cr2 : undefined,
+        savedIp: this.bits === 64 ? toBig(savedLo, savedHi) : BigInt(savedLo >>> 0),
+        ip: this.bits === 64 ? toBig(this.curLo, this.curHi) : BigInt(this.curLo >>> 0),
+        cpl: this.cpl, sp: this.reg(4), detail,
+      };
+      if (this.hooks.exception !== undefined && this.hooks.exception(this, ev) === "stop") {
+        this.stopReason = "exception";
+        this.stopEvent = ev;
+        return;
+      }
+      try {
+        deliver(this, vector, kind, errorCode, savedLo, savedHi);
+        this.serializations++;
+        return;
+      } catch (e) {
+        if (!(e instanceof CpuFault)) throw e;
+        const first = faultClass(vector), second = faultClass(e.vector);
+        if (first === "doublefault") {
+          this.stopReason = "triple-fault";
+          this.stopEvent = ev;
+          this.stopDetail = `${e.toString()} while delivering #DF: shutdown`;
+          return;
+        }
+        const toDf = (first === "contributory" && second === "contributory") ||
+          (first === "pagefault" && (second === "contributory" || second === "pagefault"));
+        savedLo = this.curLo; savedHi = this.curHi;
+        detail = `${e.toString()} while delivering ${vectorName(vector)}`;
+        if (toDf) {
+          vector = Vec.DF; kind = "abort"; errorCode = 0; cr2 = undefined;
+        } else {
+          vector = e.vector; kind = "fault"; errorCode = e.errorCode; cr2 = e.cr2;
+        }
+      }
+    }
+  }
+
+  /** Marks the CPU halted (HLT); the run stops with "hlt". */
+  halt(): void { this.halted = true; }
+
+  /** Stops the run as unsupported (a feature the machine does not model). */
+  unsupported(detail: string): void {
+    this.ripLo = this.curLo;
+    this.ripHi = this.curHi;
+    this.requestStop("unsupported", detail);
+  }
+}

@@ -1,0 +1,103 @@
+import type { Cpu } from "./cpu.js";
+import { CpuFault, type EventKind, hasErrorCode, idtError, selectorError, Vec } from "./events.js";
+import { F } from "./flags.js";
+import { descriptorOf } from "./tables.js";
+import { hiOf, loOf } from "./u64.js";
+
+/**
+ * Delivers an event through the IDT (SDM Vol. 3A §6.12, §6.14). Throws CpuFault when the
+ * delivery itself faults (bad gate, bad stack, #PF on the frame); the caller decides
+ * between serial delivery, #DF and shutdown. FRED delivery is added beside this by the
+ * int3-emulation layer's machine option (a different entry, same contract).
+ */
+export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: number | undefined, savedLo: number, savedHi: number): void {
+  const ext = kind === "external";
+  const g = c.idt[vector];
+  if (g === undefined) throw new CpuFault(Vec.GP, idtError(vector, ext), undefined, `no IDT gate for vector ${vector}`);
+  if (kind === "software" && c.cpl > g.dpl) throw new CpuFault(Vec.GP, idtError(vector, false), undefined, `gate DPL ${g.dpl} < CPL ${c.cpl}`);
+  if (!g.present) throw new CpuFault(Vec.NP, idtError(vector, ext), undefined, `gate ${vector} not present`);
+  const d = descriptorOf(c.gdt, g.selector);
+  if (d === undefined || d.kind !== "code" || d.dpl > c.cpl || (c.bits === 64) !== (d.long === true)) {
+    throw new CpuFault(Vec.GP, selectorError(g.selector) | (ext ? 1 : 0), undefined, `bad gate selector 0x${g.selector.toString(16)}`);
+  }
+  if (!d.present) throw new CpuFault(Vec.NP, selectorError(g.selector) | (ext ? 1 : 0));
+  const oldCpl = c.cpl;
+  const newCpl = d.conforming ? oldCpl : d.dpl;
+  const pushErr = errorCode !== undefined && hasErrorCode(vector) && kind !== "software" && kind !== "external";
+  // The flags image: faults save RF = 1 (SDM Vol. 3A §18.3.1.1); traps and interrupts as is.
+  const image = kind === "fault" ? c.flags | F.RF : c.flags;
+  const mem = c.mem;
+  const wasUser = mem.user;
+  if (wasUser) { mem.user = false; mem.flush(); } // frame writes are supervisor accesses
+  try {
+    if (c.bits === 64) deliver64(c, g.ist, oldCpl, newCpl, image, savedLo, savedHi, pushErr ? (errorCode as number) : undefined);
+    else deliver32(c, oldCpl, newCpl, image, savedLo, pushErr ? (errorCode as number) : undefined);
+  } catch (e) {
+    if (wasUser) { mem.user = true; mem.flush(); }
+    throw e;
+  }
+  c.setCs((g.selector & ~3) | newCpl);
+  c.ripLo = loOf(g.handler);
+  c.ripHi = c.bits === 64 ? hiOf(g.handler) : 0;
+  let f = c.flags & ~(F.TF | F.NT | F.RF | F.VM);
+  if (g.type === "interrupt") f &= ~F.IF;
+  c.flags = f;
+}
+
+/** 64-bit frame: align RSP down to 16, push SS, RSP, RFLAGS, CS, RIP [, error code]. */
+function deliver64(c: Cpu, ist: number, oldCpl: number, newCpl: number, image: number, ripLo: number, ripHi: number, ec: number | undefined): void {
+  let sLo: number, sHi: number;
+  if (ist !== 0) {
+    const v = c.tss.ist[ist];
+    sLo = loOf(v); sHi = hiOf(v);
+  } else if (newCpl < oldCpl) {
+    const v = c.tss.sp[newCpl];
+    sLo = loOf(v); sHi = hiOf(v);
+  } else {
+    sLo = c.lo[4]; sHi = c.hi[4];
+  }
+  const aLo = sLo & ~15;
+  const mem = c.mem;
+  const at = (off: number): [number, number] => {
+    const s = (aLo >>> 0) - off;
+    return [s | 0, s < 0 ? (sHi - 1) | 0 : sHi];
+  };
+  let [l, h] = at(8); mem.write64(l, h, c.ss, 0, true);
+  [l, h] = at(16); mem.write64(l, h, c.lo[4], c.hi[4], true);
+  [l, h] = at(24); mem.write64(l, h, image, 0, true);
+  [l, h] = at(32); mem.write64(l, h, c.cs, 0, true);
+  [l, h] = at(40); mem.write64(l, h, ripLo, ripHi, true);
+  let top = 40;
+  if (ec !== undefined) {
+    [l, h] = at(48); mem.write64(l, h, ec, 0, true);
+    top = 48;
+  }
+  [l, h] = at(top);
+  c.lo[4] = l; c.hi[4] = h;
+  if (newCpl !== oldCpl) c.ss = newCpl; // NULL selector with RPL = new CPL
+}
+
+/** 32-bit frame: [SS, ESP when the privilege changes,] EFLAGS, CS, EIP [, error code]; no alignment. */
+function deliver32(c: Cpu, oldCpl: number, newCpl: number, image: number, eip: number, ec: number | undefined): void {
+  const mem = c.mem;
+  let sp: number;
+  let newSs = c.ss;
+  const words: number[] = [];
+  if (newCpl < oldCpl) {
+    newSs = c.tss.ss[newCpl];
+    const sd = descriptorOf(c.gdt, newSs);
+    if (sd === undefined || sd.kind !== "data" || !sd.writable || sd.dpl !== newCpl || (newSs & 3) !== newCpl) {
+      throw new CpuFault(Vec.TS, selectorError(newSs), undefined, `bad TSS SS${newCpl} 0x${newSs.toString(16)}`);
+    }
+    if (!sd.present) throw new CpuFault(Vec.SS, selectorError(newSs));
+    sp = loOf(c.tss.sp[newCpl]);
+    words.push(c.ss, c.lo[4]);
+  } else {
+    sp = c.lo[4];
+  }
+  words.push(image, c.cs, eip);
+  if (ec !== undefined) words.push(ec);
+  for (let k = 0; k < words.length; k++) mem.write32((sp - 4 * (k + 1)) | 0, 0, words[k], true);
+  c.lo[4] = (sp - 4 * words.length) | 0;
+  c.ss = newSs;
+}

@@ -1,0 +1,12 @@
+export { Machine, type MachineOptions, type RunOptions, type WriteHook } from "./machine.js";
+export { Cpu, R, REG_NAMES_32, REG_NAMES_64, type CpuHooks, type HookAnswer } from "./cpu.js";
+export { Memory, type MemorySnapshot } from "./memory.js";
+export { Perm, PAGE_SIZE } from "./page.js";
+export { F, STATUS, testCondition, conditionFlags, CONDITION_NAMES } from "./flags.js";
+export { Vec, vectorName, hasErrorCode, CpuFault, type ExceptionEvent, type EventKind, type RunResult, type StopReason } from "./events.js";
+export { type Gate, type Tss, type SegmentDescriptor, type Gdt, SEL32, SEL64, linuxGdt32, linuxGdt64, emptyTss } from "./tables.js";
+export { HostCall, type HostFn, type CallingConvention } from "./host.js";
+export type { Insn } from "./insn.js";
+export { diffStates, diffCpu, diffMemory, saveCpu, loadCpu, type CpuState, type MachineSnapshot, type StateDiff, type DiffOptions } from "./state.js";
+export { toBig, loOf, hiOf, hex, u64 } from "./u64.js";
+export { formatGas } from "./decoder.js";

@@ -1,0 +1,113 @@
+import type { Cpu } from "./cpu.js";
+import { CpuFault, selectorError, Vec } from "./events.js";
+import { F, STATUS } from "./flags.js";
+import { descriptorOf } from "./tables.js";
+import { isCanonical, toBig } from "./u64.js";
+
+/**
+ * The flags a POPF or IRET may load at the current privilege (SDM Vol. 2 POPF/IRET):
+ * IOPL only at CPL 0; IF only when CPL <= IOPL; VM never here (VM86 is not modeled);
+ * RF, VIF and VIP only through IRET (VIF/VIP at CPL 0).
+ */
+export function mergeFlags(old: number, val: number, cpl: number, size: number, iret: boolean): number {
+  let writable = STATUS | F.TF | F.DF | F.NT | F.AC | F.ID;
+  const iopl = (old >> 12) & 3;
+  if (cpl === 0) writable |= F.IOPL | F.IF;
+  else if (cpl <= iopl) writable |= F.IF;
+  if (iret) writable |= F.RF | (cpl === 0 ? F.VIF | F.VIP : 0);
+  if (size === 2) writable &= 0xffff;
+  let r = (old & ~writable) | (val & writable) | 0x2;
+  if (!iret) r &= ~F.RF;
+  return r;
+}
+
+/** Reads one frame word of `size` bytes at SP + off (high half in c.th for 8). */
+function frameWord(c: Cpu, off: number, size: number): number {
+  if (size === 8 || (size === 4 && c.bits === 32)) return c.peekW(off);
+  c.th = 0;
+  if (size === 4) {
+    const s = (c.lo[4] >>> 0) + off;
+    return c.mem.read32(s | 0, (c.hi[4] + (s >= 4294967296 ? 1 : 0)) | 0, true);
+  }
+  return c.peek16(off);
+}
+
+/** Checks a CS selector popped by IRET (SDM Vol. 2 IRET, "RETURN-FROM-..."); returns the new CPL. */
+function checkCs(c: Cpu, cs: number): number {
+  if ((cs & 0xfffc) === 0) throw new CpuFault(Vec.GP, 0, undefined, "IRET to a null CS");
+  const rpl = cs & 3;
+  const d = descriptorOf(c.gdt, cs);
+  if (rpl < c.cpl || d === undefined || d.kind !== "code") throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET to bad CS 0x${cs.toString(16)}`);
+  if (d.conforming ? d.dpl > rpl : d.dpl !== rpl) throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} DPL ${d.dpl} != RPL ${rpl}`);
+  if (!d.present) throw new CpuFault(Vec.NP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} not present`);
+  return rpl;
+}
+
+/** Checks an SS selector popped by IRET against the new CPL. */
+function checkSs(c: Cpu, ss: number, newCpl: number, long64: boolean): void {
+  if ((ss & 0xfffc) === 0) {
+    // A null SS is allowed only when returning to 64-bit code at CPL < 3.
+    if (long64 && newCpl !== 3 && (ss & 3) === newCpl) return;
+    throw new CpuFault(Vec.GP, 0, undefined, `IRET to a null SS 0x${ss.toString(16)}`);
+  }
+  const d = descriptorOf(c.gdt, ss);
+  if ((ss & 3) !== newCpl || d === undefined || d.kind !== "data" || !d.writable || d.dpl !== newCpl) {
+    throw new CpuFault(Vec.GP, selectorError(ss), undefined, `IRET to bad SS 0x${ss.toString(16)}`);
+  }
+  if (!d.present) throw new CpuFault(Vec.SS, selectorError(ss), undefined, `IRET SS 0x${ss.toString(16)} not present`);
+}
+
+/**
+ * IRET / IRETD / IRETQ with operand size `size` (SDM Vol. 2 IRET). 64-bit mode always pops
+ * RIP, CS, RFLAGS, RSP, SS; 32-bit protected mode pops EIP, CS, EFLAGS and, when returning
+ * to an outer privilege, ESP and SS. Every read and check happens before any state changes.
+ * IRET is serializing. Task returns (NT) and VM86 are not modeled: NT raises #GP(0) in
+ * 64-bit mode (as hardware does) and stops the run as unsupported in 32-bit mode.
+ */
+export function iret(c: Cpu, size: number): void {
+  const is64 = c.bits === 64;
+  if ((c.flags & F.NT) !== 0) {
+    if (is64) throw new CpuFault(Vec.GP, 0, undefined, "IRET with NT set in 64-bit mode");
+    c.unsupported("IRET with NT set (task return) is not modeled");
+    return;
+  }
+  const ipLo = frameWord(c, 0, size), ipHi = c.th;
+  const cs = frameWord(c, size, size) & 0xffff;
+  const fl = frameWord(c, 2 * size, size);
+  if (!is64 && (fl & F.VM) !== 0 && c.cpl === 0) {
+    c.unsupported("IRET to virtual-8086 mode is not modeled");
+    return;
+  }
+  const newCpl = checkCs(c, cs);
+  const d = descriptorOf(c.gdt, cs);
+  const long = d?.long === true;
+  if (is64 && !long) {
+    c.unsupported(`IRETQ to compatibility-mode CS 0x${cs.toString(16)} is not modeled`);
+    return;
+  }
+  let spLo = 0, spHi = 0, ss = c.ss, popSs = false;
+  if (is64 || newCpl > c.cpl) {
+    spLo = frameWord(c, 3 * size, size); spHi = size === 8 ? c.th : 0;
+    ss = frameWord(c, 4 * size, size) & 0xffff;
+    popSs = true;
+    checkSs(c, ss, newCpl, is64);
+  }
+  const targetHi = is64 ? (size === 8 ? ipHi : 0) : 0;
+  if (is64 && !isCanonical(ipLo, targetHi)) throw new CpuFault(Vec.GP, 0, undefined, `IRETQ to non-canonical RIP ${toBig(ipLo, targetHi).toString(16)}`);
+  // commit
+  const oldCpl = c.cpl;
+  c.flags = mergeFlags(c.flags, size === 2 ? fl & 0xffff : fl, oldCpl, size, true);
+  c.keepRf = true;
+  c.ripLo = size === 2 ? ipLo & 0xffff : ipLo;
+  c.ripHi = targetHi;
+  if (popSs) {
+    if (size === 8) { c.lo[4] = spLo; c.hi[4] = spHi; }
+    else if (is64) { c.lo[4] = spLo; c.hi[4] = 0; }
+    else c.lo[4] = spLo;
+    c.ss = ss;
+  } else {
+    c.spAdd(3 * size);
+  }
+  c.setCs(cs);
+  c.serializations++;
+}

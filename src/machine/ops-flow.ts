@@ -1,0 +1,91 @@
+import { type Instruction, Mnemonic, OpKind } from "iced-x86";
+import type { Cpu } from "./cpu.js";
+import { testCondition } from "./flags.js";
+import type { Exec } from "./insn.js";
+import { operand, Unsupported } from "./operands.js";
+import { hiOf, isCanonical, loOf } from "./u64.js";
+
+/** Stack and control flow: PUSH/POP, LEAVE, CALL/JMP/RET, Jcc. RIP already holds the next address. */
+export function compileFlow(ins: Instruction, bits: number): Exec | undefined {
+  const m = ins.mnemonic;
+  const W = bits === 64 ? 8 : 4;
+  switch (m) {
+    case Mnemonic.Push: {
+      const size = -ins.stackPointerIncrement;
+      const s = operand(ins, 0, bits, size);
+      if (size === W) return (c) => { const v = s.get(c); c.pushW(v, c.th); };
+      if (size === 2) return (c) => c.push16(s.get(c));
+      throw new Unsupported(`push of ${size} bytes`);
+    }
+    case Mnemonic.Pop: {
+      const size = ins.stackPointerIncrement;
+      const d = operand(ins, 0, bits, size);
+      // The destination's address is computed after SP is incremented (SDM Vol. 2 POP).
+      if (size === W) return (c) => {
+        const spLo = c.lo[4], spHi = c.hi[4];
+        const v = c.peekW(0), h = c.th;
+        c.spAdd(W);
+        try { d.set(c, v, h); } catch (e) { c.lo[4] = spLo; c.hi[4] = spHi; throw e; }
+      };
+      if (size === 2) return (c) => {
+        const spLo = c.lo[4], spHi = c.hi[4];
+        const v = c.peek16(0);
+        c.spAdd(2);
+        try { d.set(c, v, 0); } catch (e) { c.lo[4] = spLo; c.hi[4] = spHi; throw e; }
+      };
+      throw new Unsupported(`pop of ${size} bytes`);
+    }
+    case Mnemonic.Leave: {
+      if (ins.stackPointerIncrement !== W) throw new Unsupported("16-bit LEAVE");
+      return (c) => {
+        const spLo = c.lo[4], spHi = c.hi[4];
+        c.lo[4] = c.lo[5]; c.hi[4] = c.hi[5];
+        let v: number, h: number;
+        try { v = c.peekW(0); h = c.th; } catch (e) { c.lo[4] = spLo; c.hi[4] = spHi; throw e; }
+        c.spAdd(W);
+        c.lo[5] = v; c.hi[5] = h;
+      };
+    }
+    case Mnemonic.Call: case Mnemonic.Jmp: {
+      const call = m === Mnemonic.Call;
+      if (ins.isCallFar || ins.isJmpFar || ins.isCallFarIndirect || ins.isJmpFarIndirect) throw new Unsupported("far CALL/JMP");
+      const k = ins.op0Kind;
+      if (k === OpKind.NearBranch64 || k === OpKind.NearBranch32) {
+        const t = k === OpKind.NearBranch64 ? ins.nearBranch64 : BigInt(ins.nearBranch32);
+        const tl = loOf(t), th = bits === 64 ? hiOf(t) : 0;
+        if (bits === 64 && !isCanonical(tl, th)) return (c) => c.checkTarget(tl, th);
+        if (call) return (c) => { c.pushW(c.ripLo, c.ripHi); c.ripLo = tl; c.ripHi = th; };
+        return (c) => { c.ripLo = tl; c.ripHi = th; };
+      }
+      if (k === OpKind.NearBranch16) throw new Unsupported("16-bit near branch");
+      const s = operand(ins, 0, bits, W);
+      if (s.size !== W) throw new Unsupported("indirect branch of another size");
+      if (call) return (c) => {
+        const tl = s.get(c), th = c.th; // read with the old SP
+        c.checkTarget(tl, th);          // #GP(0) on a non-canonical target, before the push
+        c.pushW(c.ripLo, c.ripHi);
+        c.jumpTo(tl, th);
+      };
+      return (c) => { const tl = s.get(c); c.jumpTo(tl, c.th); };
+    }
+    case Mnemonic.Ret: {
+      if (ins.isCallFar) throw new Unsupported("far RET");
+      const imm = ins.opCount === 1 && ins.op0Kind === OpKind.Immediate16 ? ins.immediate16 : 0;
+      if (ins.stackPointerIncrement - imm !== W) throw new Unsupported("16-bit RET");
+      return (c) => {
+        const tl = c.peekW(0), th = c.th;
+        c.jumpTo(tl, th);
+        c.spAdd(W + imm);
+      };
+    }
+    default:
+      break;
+  }
+  if (ins.isJccShortOrNear) {
+    const cc = ins.conditionCode - 1;
+    const t = bits === 64 ? ins.nearBranch64 : BigInt(ins.nearBranch32);
+    const tl = loOf(t), th = bits === 64 ? hiOf(t) : 0;
+    return (c: Cpu) => { if (testCondition(cc, c.flags)) { c.ripLo = tl; c.ripHi = th; } };
+  }
+  return undefined;
+}
