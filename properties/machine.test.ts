@@ -31,7 +31,6 @@ function setState(m: Machine, s: { regs: bigint[]; spOff: number; flags: number 
 
 describe("round trips", () => {
   for (const bits of [64, 32] as const) {
-    const W = bits === 64 ? 8 : 4;
     test(`x86_${bits}: push/pop, call/ret, pushf/popf, push imm/pop mem restore the state`, () => {
       // push %rax; pop %rbx; pushf; popf; call f; push $-0x7b; pushq (%rsp); pop %rdx; pop %rsi; hlt; f: ret
       const code = [0x50, 0x5b, 0x9c, 0x9d, 0xe8, 0x08, 0, 0, 0, 0x6a, 0x85, 0xff, 0x34, 0x24, 0x5a, 0x5e, 0xf4, 0xc3];

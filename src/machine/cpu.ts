@@ -59,8 +59,8 @@ export class Cpu {
   private stopReason: StopReason | null = null;
   private stopDetail: string | undefined;
   private stopEvent: ExceptionEvent | undefined;
-  private fLo = 0; private fHi = 0; private fGen = -1; private fUser = false;
-  private fPage: Page | null = null;
+  /** Non-zero when something must be looked at after the current instruction (stop, HLT, RF). */
+  pending = 0;
 
   constructor(readonly mem: Memory, readonly bits: 32 | 64, private readonly decode: DecodeFn) {}
 
@@ -159,10 +159,11 @@ export class Cpu {
   requestStop(reason: StopReason, detail?: string): void {
     this.stopReason = reason;
     this.stopDetail = detail;
+    this.pending = 1;
   }
 
   /** Forgets the fetch cache (after a mode or mapping change made from outside). */
-  refetch(): void { this.fGen = -1; }
+  refetch(): void { this.mem.gen++; }
 
   /**
    * Runs until `maxSteps` instructions have executed, RIP equals `until`, HLT, a triple
@@ -173,29 +174,31 @@ export class Cpu {
     this.stopDetail = undefined;
     this.stopEvent = undefined;
     this.halted = false;
+    this.pending = this.keepRf || (this.flags & F.RF) !== 0 ? 1 : 0;
     const uLo = until === undefined ? 0 : Number(BigInt.asIntN(32, until));
     const uHi = until === undefined ? 0 : Number(BigInt.asIntN(32, until >> 32n));
     const hasUntil = until !== undefined;
     let steps = 0;
     const hooked = this.hooks.instruction !== undefined;
     const mem = this.mem;
+    // The fetch page and what it was validated against, kept in locals for the hot loop.
+    let fPage: Page | null = null, fLo = 0, fHi = 0, fGen = -1, fUser = false;
     while (steps < maxSteps) {
       try {
         while (steps < maxSteps) {
           const lo = this.ripLo, hi = this.ripHi;
-          if (hasUntil && lo === uLo && hi === uHi) return this.result("until", steps);
-          let page = this.fPage;
-          if (page === null || ((lo ^ this.fLo) >>> 12) !== 0 || hi !== this.fHi || this.fGen !== mem.gen || this.fUser !== mem.user) {
-            this.curLo = lo; this.curHi = hi;
-            page = mem.readPage(lo, hi, true, false);
-            this.fPage = page; this.fLo = lo; this.fHi = hi; this.fGen = mem.gen; this.fUser = mem.user;
-          }
-          const code = page.code;
-          let ins = code === null ? undefined : code[lo & 4095];
           this.curLo = lo; this.curHi = hi;
+          if (hasUntil && lo === uLo && hi === uHi) return this.result("until", steps);
+          if (fPage === null || ((lo ^ fLo) >>> 12) !== 0 || hi !== fHi || fGen !== mem.gen || fUser !== mem.user) {
+            fPage = null;
+            const p = mem.readPage(lo, hi, true, false);
+            fPage = p; fLo = lo; fHi = hi; fGen = mem.gen; fUser = mem.user;
+          }
+          const code = fPage.code;
+          let ins = code === null ? undefined : code[lo & 4095];
           if (ins === undefined) {
-            ins = this.decode(this, lo, hi, page);
-            if (this.fGen !== mem.gen) this.fPage = null;
+            ins = this.decode(this, lo, hi, fPage);
+            if (fGen !== mem.gen) fPage = null;
           }
           if (hooked && this.hooks.instruction !== undefined && this.hooks.instruction(this, lo, hi, ins) === "stop") {
             return this.result("stopped", steps);
@@ -204,15 +207,19 @@ export class Cpu {
           this.ripHi = ins.nHi;
           ins.exec(this);
           steps++;
-          if ((this.flags & F.RF) !== 0) {
-            if (this.keepRf) this.keepRf = false;
-            else this.flags &= ~F.RF;
+          if (this.pending !== 0) {
+            this.pending = 0;
+            if ((this.flags & F.RF) !== 0) {
+              if (this.keepRf) { this.keepRf = false; this.pending = 1; } // RF survives the IRET, not the next insn
+              else this.flags &= ~F.RF;
+            }
+            if (this.stopReason !== null) return this.result(this.stopReason, steps);
+            if (this.halted) return this.result("hlt", steps);
           }
-          if (this.stopReason !== null) return this.result(this.stopReason, steps);
-          if (this.halted) return this.result("hlt", steps);
         }
       } catch (e) {
         if (!(e instanceof CpuFault)) throw e;
+        fPage = null;
         this.ripLo = this.curLo;
         this.ripHi = this.curHi;
         steps++;
@@ -250,6 +257,7 @@ export class Cpu {
       if (this.hooks.exception !== undefined && this.hooks.exception(this, ev) === "stop") {
         this.stopReason = "exception";
         this.stopEvent = ev;
+        this.pending = 1;
         return;
       }
       try {
@@ -262,6 +270,7 @@ export class Cpu {
         if (first === "doublefault") {
           this.stopReason = "triple-fault";
           this.stopEvent = ev;
+          this.pending = 1;
           this.stopDetail = `${e.toString()} while delivering #DF: shutdown`;
           return;
         }
@@ -279,7 +288,7 @@ export class Cpu {
   }
 
   /** Marks the CPU halted (HLT); the run stops with "hlt". */
-  halt(): void { this.halted = true; }
+  halt(): void { this.halted = true; this.pending = 1; }
 
   /** Stops the run as unsupported (a feature the machine does not model). */
   unsupported(detail: string): void {

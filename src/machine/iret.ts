@@ -97,7 +97,7 @@ export function iret(c: Cpu, size: number): void {
   // commit
   const oldCpl = c.cpl;
   c.flags = mergeFlags(c.flags, size === 2 ? fl & 0xffff : fl, oldCpl, size, true);
-  c.keepRf = true;
+  if ((c.flags & F.RF) !== 0) { c.keepRf = true; c.pending = 1; }
   c.ripLo = size === 2 ? ipLo & 0xffff : ipLo;
   c.ripHi = targetHi;
   if (popSs) {
