@@ -5,7 +5,7 @@ import type { Memory } from "./memory.js";
 import type { Page } from "./page.js";
 import { emptyTss, type Gate, type Gdt, type Tss } from "./tables.js";
 import { isCanonical, toBig } from "./u64.js";
-import { deliver } from "./deliver.js";
+import { type EventDelivery, IDT_DELIVERY } from "./deliver.js";
 
 /** Register numbers (iced-x86 order): RAX RCX RDX RBX RSP RBP RSI RDI R8..R15. */
 export const R = { AX: 0, CX: 1, DX: 2, BX: 3, SP: 4, BP: 5, SI: 6, DI: 7, R8: 8, R9: 9, R10: 10, R11: 11, R12: 12, R13: 13, R14: 14, R15: 15 } as const;
@@ -48,6 +48,8 @@ export class Cpu {
   /** Serializing instructions and events seen (IRET, CPUID, delivery), for fetch models. */
   serializations = 0;
   hooks: CpuHooks = {};
+  /** Event delivery: the IDT by default; FRED plugs in here. */
+  delivery: EventDelivery = IDT_DELIVERY;
 
   // scratch used by compiled instructions
   th = 0; eaHi = 0; aLo = 0; aHi = 0; rh = 0; nf = 0;
@@ -261,7 +263,7 @@ export class Cpu {
         return;
       }
       try {
-        deliver(this, vector, kind, errorCode, savedLo, savedHi);
+        this.delivery.deliver(this, vector, kind, errorCode, savedLo, savedHi);
         this.serializations++;
         return;
       } catch (e) {

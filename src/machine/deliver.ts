@@ -5,6 +5,22 @@ import { descriptorOf } from "./tables.js";
 import { hiOf, loOf } from "./u64.js";
 
 /**
+ * How a CPU delivers events and returns from them. The IDT (below) is the default; FRED
+ * (a 64-byte frame below a red zone, ERETS/ERETU) plugs in here as another implementation,
+ * so nothing else in the machine changes when a model switches delivery.
+ */
+export interface EventDelivery {
+  readonly name: string;
+  /** Delivers an event (may throw CpuFault when the delivery itself faults). */
+  deliver(c: Cpu, vector: number, kind: EventKind, errorCode: number | undefined, savedLo: number, savedHi: number): void;
+  /** ERETS (user = false) / ERETU (user = true); undefined where the instruction does not exist (#UD). */
+  readonly eret?: (c: Cpu, user: boolean) => void;
+}
+
+/** Legacy IDT delivery with IRET (SDM Vol. 3A §6.12–6.14). */
+export const IDT_DELIVERY: EventDelivery = { name: "idt", deliver };
+
+/**
  * Delivers an event through the IDT (SDM Vol. 3A §6.12, §6.14). Throws CpuFault when the
  * delivery itself faults (bad gate, bad stack, #PF on the frame); the caller decides
  * between serial delivery, #DF and shutdown. FRED delivery is added beside this by the

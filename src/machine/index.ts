@@ -10,3 +10,4 @@ export type { Insn } from "./insn.js";
 export { diffStates, diffCpu, diffMemory, saveCpu, loadCpu, type CpuState, type MachineSnapshot, type StateDiff, type DiffOptions } from "./state.js";
 export { toBig, loOf, hiOf, hex, u64 } from "./u64.js";
 export { formatGas } from "./decoder.js";
+export { type EventDelivery, IDT_DELIVERY } from "./deliver.js";

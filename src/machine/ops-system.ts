@@ -60,6 +60,15 @@ export function compileSystem(ins: Instruction, bits: number): Exec | undefined 
     case Mnemonic.Iret: return (c) => iret(c, 2);
     case Mnemonic.Iretd: return (c) => iret(c, 4);
     case Mnemonic.Iretq: return (c) => iret(c, 8);
+    case Mnemonic.Erets: case Mnemonic.Eretu: {
+      const user = m === Mnemonic.Eretu;
+      return (c) => {
+        const eret = c.delivery.eret;
+        if (eret === undefined) throw new CpuFault(Vec.UD, undefined, undefined, `${user ? "ERETU" : "ERETS"} without FRED`);
+        if (c.cpl !== 0) throw new CpuFault(Vec.GP, 0, undefined, "ERET at CPL > 0");
+        eret(c, user);
+      };
+    }
     case Mnemonic.Ud2: case Mnemonic.Ud0: case Mnemonic.Ud1:
       return () => { throw new CpuFault(Vec.UD, undefined, undefined, "UD2"); };
     default:
