@@ -38,7 +38,9 @@ function udExec(detail: string): Exec {
 function hostExec(h: HostEntry, bits: number): Exec {
   const W = bits === 64 ? 8 : 4;
   return (c: Cpu) => {
-    const r = h.fn(new HostCall(c, h.conv, h.name));
+    const call = new HostCall(c, h.conv, h.name);
+    const r = h.fn(call);
+    if (call.noReturn) return;
     if (r !== undefined) {
       const v = BigInt.asUintN(64, BigInt(r));
       c.lo[0] = Number(BigInt.asIntN(32, v));

@@ -17,6 +17,8 @@ const ARG_REGS: Record<"sysv64" | "regparm3", number[]> = {
 
 /** What a host function sees: the CPU, memory, and its arguments under the convention. */
 export class HostCall {
+  /** Set by a function that does not return (like die()): the machine skips the `ret`. */
+  noReturn = false;
   constructor(readonly cpu: Cpu, readonly conv: CallingConvention, readonly name: string) {}
   get mem(): Memory { return this.cpu.mem; }
 

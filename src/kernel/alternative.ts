@@ -1,0 +1,70 @@
+import type { Kernel } from "./kernel.js";
+import { type PtRegs, userMode } from "./pt-regs.js";
+import {
+  CALL_INSN_OPCODE, INT3_INSN_OPCODE, INT3_INSN_SIZE, int3EmulateCall, int3EmulateJcc, int3EmulateJmp,
+  int3EmulateRet, JMP32_INSN_OPCODE, JMP8_INSN_OPCODE, RET_INSN_OPCODE,
+} from "./text-patching.js";
+
+/**
+ * poke_int3_handler — arch/x86/kernel/alternative.c v5.2: while text_poke_bp() is in
+ * progress, a kernel-mode trap on the patched address is sent to the detour (no push).
+ */
+export function pokeInt3HandlerV52(k: Kernel, regs: PtRegs): boolean {
+  if (!k.bpPatchingInProgress) return false;
+  if (userMode(regs) || regs.ip !== k.bpInt3Addr) return false;
+  regs.ip = k.bpInt3Handler;
+  return true;
+}
+
+/** Which opcodes a version's poke_int3_handler emulates. */
+export interface PokeFeatures {
+  /** RET emulation (v5.10, static_call). */
+  readonly ret: boolean;
+  /** Jcc emulation through int3_emulate_jcc (v6.2). */
+  readonly jcc: boolean;
+  /** Mutant "Jcc with && for ||": the le/g conditions combine ZF with && instead of ||. */
+  readonly jccAnd?: boolean;
+}
+
+/**
+ * poke_int3_handler — arch/x86/kernel/alternative.c v5.6+ (v6.x text): user mode → no;
+ * take a reference on bp_desc (try_get_desc) or no; find the site (bsearch when several);
+ * emulate the new instruction by opcode; drop the reference.
+ */
+export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures): boolean {
+  if (userMode(regs)) return false;
+  const desc = k.bpDesc;
+  if (desc.refs === 0) return false;           // try_get_desc: atomic_inc_not_zero
+  desc.refs++;
+  try {
+    const ip = regs.ip - BigInt(INT3_INSN_SIZE);
+    const tp = desc.vec.length > 1 ? bsearch(desc.vec, ip) : desc.vec[0]?.addr === ip ? desc.vec[0] : undefined;
+    if (tp === undefined) return false;
+    const next = ip + BigInt(tp.len);
+    const op = tp.opcode;
+    if (op === INT3_INSN_OPCODE) return false;  // someone poked an explicit INT3: not ours
+    if (op === RET_INSN_OPCODE && f.ret) int3EmulateRet(regs);
+    else if (op === CALL_INSN_OPCODE) int3EmulateCall(regs, next + tp.disp);
+    else if (op === JMP32_INSN_OPCODE || op === JMP8_INSN_OPCODE) int3EmulateJmp(regs, next + tp.disp);
+    else if (op >= 0x70 && op <= 0x7f && f.jcc) int3EmulateJcc(regs, op & 0xf, next, tp.disp, !f.jccAnd);
+    else {
+      k.report({ kind: "die", what: `BUG: poke_int3_handler cannot emulate opcode 0x${op.toString(16)}`, ip });
+      return true;
+    }
+    return true;
+  } finally {
+    desc.refs--;                                 // put_desc
+  }
+}
+
+/** __inline_bsearch over the sorted vector (alternative.c v5.8+). */
+function bsearch<T extends { addr: bigint }>(vec: readonly T[], ip: bigint): T | undefined {
+  let lo = 0, hi = vec.length - 1;
+  while (lo <= hi) {
+    const mid = (lo + hi) >> 1;
+    const a = vec[mid].addr;
+    if (a === ip) return vec[mid];
+    if (a < ip) lo = mid + 1; else hi = mid - 1;
+  }
+  return undefined;
+}

@@ -1,0 +1,67 @@
+import { Code, Register as R } from "iced-x86";
+import { Assembler, mem, reg } from "../asm/index.js";
+import type { Kernel } from "./kernel.js";
+
+/** pt_regs push order of PUSH_AND_CLEAR_REGS (entry/calling.h): di first, r15 last. */
+const SAVE_ORDER = [R.RDI, R.RSI, R.RDX, R.RCX, R.RAX, R.R8, R.R9, R.R10, R.R11, R.RBX, R.RBP, R.R12, R.R13, R.R14, R.R15];
+
+export interface Entry64Options {
+  /** Words copied by the `.rept N; pushq 5*8(%rsp)` gap (6 in Linux; 0 = no gap). */
+  readonly gapWords: number;
+  /** C handler the stub calls with (regs, error_code). */
+  readonly handler: bigint;
+}
+
+/**
+ * The x86-64 int3 entry and exit (entry/entry_64.S v5.2, `idtentry int3 do_int3
+ * has_error_code=0 create_gap=1`): push orig_ax = -1; for kernel-mode traps copy the
+ * orig_ax + hardware frame `gapWords` words down (`testb $3, CS-ORIG_RAX(%rsp); jnz 1f;
+ * .rept 6; pushq 5*8(%rsp); .endr`), save registers into pt_regs, call the handler, restore
+ * and IRETQ from the copy. Returns the entry address.
+ */
+export function assembleInt3Entry64(k: Kernel, at: bigint, o: Entry64Options): bigint {
+  const a = new Assembler(64);
+  const noGap = a.label("from_usermode_no_gap");
+  a.ins(Code.Pushq_imm8, -1);
+  if (o.gapWords > 0) {
+    a.ins(Code.Test_rm8_imm8, mem(R.RSP, 16), 3);   // testb $3, CS-ORIG_RAX(%rsp)
+    a.branch(Code.Jne_rel8_64, noGap);
+    for (let i = 0; i < o.gapWords; i++) a.ins(Code.Push_rm64, mem(R.RSP, 5 * 8)); // pushq 5*8(%rsp)
+  }
+  a.bind(noGap);
+  for (const r of SAVE_ORDER) a.ins(Code.Push_r64, reg(r));
+  a.ins(Code.Mov_rm64_r64, reg(R.RDI), reg(R.RSP));  // regs
+  a.ins(Code.Xor_rm32_r32, reg(R.ESI), reg(R.ESI));  // error_code = 0
+  a.branch(Code.Call_rel32_64, o.handler);
+  for (const r of [...SAVE_ORDER].reverse()) a.ins(Code.Pop_r64, reg(r));
+  a.ins(Code.Add_rm64_imm8, reg(R.RSP), 8);          // skip orig_ax
+  a.ins(Code.Iretq);
+  const out = a.assemble(at);
+  k.m.load(at, out.bytes);
+  k.sym.set("asm_int3", at);
+  return at + BigInt(out.bytes.length);
+}
+
+/**
+ * ftrace_regs_caller (trace/ftrace_64.S), reduced to what the properties observe: save the
+ * caller-saved registers and flags, call the tracer with (ip = return address − 5, parent_ip),
+ * restore everything, return. A real callee, so "into the callee" checks run through it.
+ */
+export function assembleFtraceRegsCaller64(k: Kernel, at: bigint, tracer: bigint): bigint {
+  const a = new Assembler(64);
+  const saved = [R.RDI, R.RSI, R.RDX, R.RCX, R.RAX, R.R8, R.R9, R.R10, R.R11];
+  for (const r of saved) a.ins(Code.Push_r64, reg(r));
+  a.ins(Code.Pushfq);
+  const top = (saved.length + 1) * 8;
+  a.ins(Code.Mov_r64_rm64, reg(R.RDI), mem(R.RSP, top));      // return address = site + 5
+  a.ins(Code.Sub_rm64_imm8, reg(R.RDI), 5);                   // MCOUNT_INSN_SIZE
+  a.ins(Code.Mov_r64_rm64, reg(R.RSI), mem(R.RSP, top + 8));  // parent ip
+  a.branch(Code.Call_rel32_64, tracer);
+  a.ins(Code.Popfq);
+  for (const r of [...saved].reverse()) a.ins(Code.Pop_r64, reg(r));
+  a.ins(Code.Retnq);
+  const out = a.assemble(at);
+  k.m.load(at, out.bytes);
+  k.sym.set("ftrace_regs_caller", at);
+  return at + BigInt(out.bytes.length);
+}

@@ -1,0 +1,92 @@
+import { Machine } from "../machine/machine.js";
+import { Perm } from "../machine/page.js";
+import type { HostCall, HostFn } from "../machine/host.js";
+import { type KernelLayout, layoutFor } from "./layout.js";
+import { PtRegs } from "./pt-regs.js";
+
+/** Something the kernel model reports: a traced call, a signal, an oops. */
+export type KernelEvent =
+  | { readonly kind: "traced"; readonly ip: bigint; readonly parentIp: bigint }
+  | { readonly kind: "sigtrap"; readonly ip: bigint }
+  | { readonly kind: "die"; readonly what: string; readonly ip: bigint }
+  | { readonly kind: "warn"; readonly what: string };
+
+/** One entry of a text_poke_bp batch (struct text_poke_loc, alternative.c v5.6+). */
+export interface TextPokeLoc {
+  readonly addr: bigint;
+  /** Length of the new instruction (6 for Jcc.d32). */
+  readonly len: number;
+  /** Opcode to emulate: 0xe8 CALL, 0xe9 JMP32, 0xeb JMP8, 0xc3 RET, 0x70–0x7f Jcc, 0xcc INT3. */
+  readonly opcode: number;
+  /** Displacement (for CALL/JMP/Jcc; NOPs are JMP with disp 0). */
+  readonly disp: bigint;
+}
+
+/**
+ * A running kernel model: the machine plus the kernel's globals (kept in TypeScript; the
+ * C functions that use them are host functions), its symbols, and what it reported.
+ */
+export class Kernel {
+  readonly m: Machine;
+  readonly L: KernelLayout;
+  readonly sym = new Map<string, bigint>();
+  readonly events: KernelEvent[] = [];
+  private nextHost: bigint;
+
+  // ftrace (arch/x86/kernel/ftrace.c v5.2)
+  modifyingFtraceCode = 0;
+  readonly ftraceRecords = new Set<bigint>();
+  ftraceUpdateFunc = 0n;
+  ftraceUpdateFuncCall = 0n;
+
+  // text_poke_bp (alternative.c): v5.2 single-site detour state, v5.6+ descriptor
+  bpPatchingInProgress = false;
+  bpInt3Addr = 0n;
+  bpInt3Handler = 0n;
+  bpDesc: { vec: TextPokeLoc[]; refs: number } = { vec: [], refs: 0 };
+
+  /** The die-notifier chain (notify_die(DIE_INT3, …)): a notifier returns true for NOTIFY_STOP. */
+  readonly dieNotifiers: ((regs: PtRegs) => boolean)[] = [];
+
+  constructor(bits: 32 | 64) {
+    this.L = layoutFor(bits);
+    const L = this.L;
+    this.m = new Machine({ bits });
+    this.m.map(L.text, 0x10000, Perm.R | Perm.X)
+      .map(L.host, 0x10000, Perm.R | Perm.X)
+      .map(L.stack, L.threadSize, Perm.R | Perm.W)
+      .map(L.irqStack, L.threadSize, Perm.R | Perm.W)
+      .map(L.siteText, 0x10000, Perm.R | Perm.X);
+    this.nextHost = L.host;
+    const c = this.m.cpu;
+    c.tss.sp[0] = L.stack + BigInt(L.threadSize);
+    c.tss.ss[0] = bits === 64 ? 0 : L.kernelSs;
+  }
+
+  /** Places a host function (a kernel C function) and names it. */
+  host(name: string, fn: HostFn): bigint {
+    const a = this.nextHost;
+    this.nextHost += 16n;
+    this.m.defineHost(a, name, fn);
+    this.sym.set(name, a);
+    return a;
+  }
+
+  /** The address of a symbol (a stub label or a host function). */
+  addr(name: string): bigint {
+    const a = this.sym.get(name);
+    if (a === undefined) throw new RangeError(`no symbol ${name}`);
+    return a;
+  }
+
+  /** pt_regs view of a host call's first argument. */
+  regsArg(call: HostCall, i = 0): PtRegs {
+    return new PtRegs(this.m, call.arg(i));
+  }
+
+  /** Ends the run with an oops or signal, as the kernel's die()/do_trap() would. */
+  report(e: KernelEvent): void {
+    this.events.push(e);
+    if (e.kind === "die" || e.kind === "sigtrap") this.m.cpu.requestStop("stopped", e.kind === "die" ? `die: ${e.what}` : "SIGTRAP");
+  }
+}

@@ -1,0 +1,111 @@
+import { assembleFtraceRegsCaller64, assembleInt3Entry64 } from "./entry-64.js";
+import { pokeInt3HandlerEmulate, pokeInt3HandlerV52, type PokeFeatures } from "./alternative.js";
+import { ftraceInt3HandlerV51, ftraceInt3HandlerV52, type FtraceInt3Options } from "./ftrace.js";
+import { Kernel } from "./kernel.js";
+import { type Int3Chain, installDieGates, installDoInt3 } from "./traps.js";
+import type { PatchKind, Variant } from "./variant.js";
+
+/** Exceptions other than #BP that a kernel model turns into an oops. */
+const DIE_VECTORS = [0, 6, 8, 10, 11, 12, 13, 14];
+
+interface Parts64 {
+  readonly gapWords: number;
+  readonly chain: (k: Kernel) => Int3Chain;
+}
+
+/** Boots an x86-64 kernel: do_int3, the int3 entry stub (gate DPL 3, interrupt gate, no IST), ftrace_regs_caller. */
+function boot64(p: Parts64): Kernel {
+  const k = new Kernel(64);
+  const L = k.L;
+  const chain = p.chain(k);
+  const doInt3 = installDoInt3(k, chain);
+  const tracer = k.host("ftrace_ops_list_func", (call) => {
+    k.events.push({ kind: "traced", ip: call.arg(0), parentIp: call.arg(1) });
+  });
+  const next = assembleInt3Entry64(k, L.text, { gapWords: p.gapWords, handler: doInt3 });
+  assembleFtraceRegsCaller64(k, (next + 0x3fn) & ~0x3fn, tracer);
+  k.m.setGate(3, { handler: k.addr("asm_int3"), dpl: 3, ist: 0, type: "interrupt" });
+  installDieGates(k, DIE_VECTORS);
+  return k;
+}
+
+const POKE_V56: PokeFeatures = { ret: false, jcc: false };
+const POKE_V510: PokeFeatures = { ret: true, jcc: false };
+const POKE_V62: PokeFeatures = { ret: true, jcc: true };
+const BASIC: readonly PatchKind[] = ["call", "jmp32", "jmp8", "nop2", "nop5"];
+
+function v52Chain(o: FtraceInt3Options = {}) {
+  return (): Int3Chain => ({ ftrace: (k, r) => ftraceInt3HandlerV52(k, r, o), poke: pokeInt3HandlerV52 });
+}
+
+function pokeChain(f: PokeFeatures) {
+  return (): Int3Chain => ({ poke: (k, r) => pokeInt3HandlerEmulate(k, r, f) });
+}
+
+/** The x86-64 kernel models, by name. */
+export const VARIANTS_64: readonly Variant[] = [
+  {
+    name: "x86_64/2019-05-04", bits: 64, frame: "idt", sites: "ftrace", emulates: ["call"],
+    summary: "the seed's design (LKML, May 2019): 6-word gap for kernel-mode int3, ftrace emulates the call",
+    boot: () => boot64({ gapWords: 6, chain: v52Chain() }),
+  },
+  {
+    name: "x86_64/v5.1", bits: 64, frame: "idt", sites: "ftrace", emulates: [],
+    summary: "before the fix: an int3 on an ftrace site skips the 5-byte call (livepatch lost, §7.1)",
+    boot: () => boot64({ gapWords: 0, chain: () => ({ ftrace: ftraceInt3HandlerV51, poke: pokeInt3HandlerV52 }) }),
+  },
+  {
+    name: "x86_64/v5.2", bits: 64, frame: "idt", sites: "ftrace", emulates: ["call"],
+    summary: "as merged: void int3_emulate_*, the 6-word gap, ftrace emulates a call to ftrace_regs_caller",
+    boot: () => boot64({ gapWords: 6, chain: v52Chain() }),
+  },
+  {
+    name: "x86_64/v5.6", bits: 64, frame: "idt", sites: "poke", emulates: BASIC,
+    summary: "poke_int3_handler emulates the new instruction by opcode: CALL, JMP32, JMP8, NOP2/NOP5 as jumps",
+    boot: () => boot64({ gapWords: 6, chain: pokeChain(POKE_V56) }),
+  },
+  {
+    name: "x86_64/v5.10", bits: 64, frame: "idt", sites: "poke", emulates: [...BASIC, "ret"],
+    summary: "v5.6 plus RET emulation (static_call)",
+    boot: () => boot64({ gapWords: 6, chain: pokeChain(POKE_V510) }),
+  },
+  {
+    name: "x86_64/v6.2", bits: 64, frame: "idt", sites: "poke", emulates: [...BASIC, "ret", "jcc8", "jcc32"],
+    summary: "v5.10 plus Jcc8/Jcc32 through int3_emulate_jcc",
+    boot: () => boot64({ gapWords: 6, chain: pokeChain(POKE_V62) }),
+  },
+];
+
+/** x86-64 mutants: each reintroduces one bug and must be killed by the properties. */
+export const MUTANTS_64: readonly Variant[] = [
+  {
+    name: "x86_64/mutant/no-gap", bits: 64, frame: "idt", sites: "poke", emulates: BASIC, mutantOf: "x86_64/v5.6",
+    breaks: "§7.19/§3.1: no gap — the virtual push at R−8 overwrites pt_regs->ss when R ≡ 0 (mod 16)",
+    summary: "entry without the 6-word copy",
+    boot: () => boot64({ gapWords: 0, chain: pokeChain(POKE_V56) }),
+  },
+  {
+    name: "x86_64/mutant/gap-5-words", bits: 64, frame: "idt", sites: "poke", emulates: BASIC, mutantOf: "x86_64/v5.6",
+    breaks: "a 5-word copy: orig_ax is not copied, so the copied frame is off by one word",
+    summary: "`.rept 5` instead of 6",
+    boot: () => boot64({ gapWords: 5, chain: pokeChain(POKE_V56) }),
+  },
+  {
+    name: "x86_64/mutant/ftrace-skips-call", bits: 64, frame: "idt", sites: "ftrace", emulates: ["call"], mutantOf: "x86_64/v5.2",
+    breaks: "§7.1: at an ftrace site the int3 emulates a NOP (jmp ip+5) instead of CALL(ftrace_regs_caller)",
+    summary: "v5.1's ftrace_int3_handler on the v5.2 entry",
+    boot: () => boot64({ gapWords: 6, chain: () => ({ ftrace: ftraceInt3HandlerV51, poke: pokeInt3HandlerV52 }) }),
+  },
+  {
+    name: "x86_64/mutant/ftrace-wrong-target", bits: 64, frame: "idt", sites: "ftrace", emulates: ["call"], mutantOf: "x86_64/v5.2",
+    breaks: "§7.2: the ftrace_location case calls ftrace_update_func_call instead of ftrace_regs_caller",
+    summary: "targets of the two ftrace_int3_handler branches swapped",
+    boot: () => boot64({ gapWords: 6, chain: v52Chain({ swapTargets: true }) }),
+  },
+  {
+    name: "x86_64/mutant/jcc-and-for-or", bits: 64, frame: "idt", sites: "poke", emulates: ["jcc8", "jcc32"], mutantOf: "x86_64/v6.2",
+    breaks: "int3_emulate_jcc combines SF^OF with ZF using && instead of || for JLE/JG",
+    summary: "Jcc with && for ||",
+    boot: () => boot64({ gapWords: 6, chain: pokeChain({ ...POKE_V62, jccAnd: true }) }),
+  },
+];
