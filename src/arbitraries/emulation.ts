@@ -5,7 +5,9 @@ import type { PatchKind } from "../kernel/variant.js";
 import { type EmuCase, insnLength } from "../oracle/emulation.js";
 import { regValue } from "./roundtrip.js";
 
-const CALLEE_LEN = 22n;
+import { CALLEE, COOKIE } from "../oracle/emulation.js";
+
+const CALLEE_LEN = BigInt(Math.max(CALLEE[64].length, CALLEE[32].length));
 const TWO31 = 1n << 31n;
 
 /** rel8 displacements with the edges weighted in. */
@@ -20,9 +22,12 @@ const rel32 = fc.oneof(
 /** Flags: every combination of the six status flags (Jcc reads up to three of them), DF. */
 const flags = fc.integer({ min: 0, max: 0xfff }).map((f) => f & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF));
 
+/** Site ranges: high kernel text, away from the stubs. */
+const SITES = { 64: [0xffffffff90000000n, 0xffffffffa0000000n], 32: [0xc4000000n, 0xc8000000n] } as const;
+
 /**
- * Emulated-vs-real cases for a 64-bit variant: a site in high kernel text, a target across
- * ±2 GiB (rel8 edges for the short forms), random registers, flags, IF on and off, the trap
+ * Emulated-vs-real cases for a variant: a site in high kernel text, a target across
+ * ±2 GiB (rel8 edges for the short forms; wrapping at 2^32 on 32-bit), random registers, flags, IF on and off, the trap
  * taken on the task stack or an IRQ stack, SP anywhere in the stack at any alignment (both
  * 16-byte classes), random stack contents.
  */
@@ -31,30 +36,34 @@ export function emuCase(L: KernelLayout, kinds: readonly PatchKind[]): fc.Arbitr
   return fc.record({
     kind: fc.constantFrom(...kinds),
     cc: fc.integer({ min: 0, max: 15 }),
-    site: fc.bigInt({ min: 0xffffffff90000000n, max: 0xffffffffa0000000n }),
+    site: fc.bigInt({ min: SITES[L.bits][0], max: SITES[L.bits][1] }),
     rel8, rel32,
     regs: fc.array(regValue(L.bits), { minLength: 16, maxLength: 16 }),
     flags,
     ifOn: fc.boolean(),
     stack: fc.constantFrom("task" as const, "irq" as const),
     // leave room below for the kernel's frames and above for a RET's return address
-    // 16-byte slot + residue; the two 8-byte-aligned classes are weighted in (each must be hit)
+    // 16-byte slot + residue; the word-aligned classes (0/8 on 64-bit, 0/4/8/12 on 32-bit)
+    // are weighted in, since each must be hit
     spOffset: fc.tuple(
       fc.integer({ min: 64, max: (L.threadSize - 2 * W) / 16 - 1 }),
-      fc.oneof(fc.constantFrom(0, 8), fc.integer({ min: 0, max: 15 })),
+      fc.oneof(fc.constantFrom(...(W === 8 ? [0, 8] : [0, 4, 8, 12])), fc.integer({ min: 0, max: 15 })),
     ).map(([slot, r]) => slot * 16 + r),
     stackBytes: fc.uint8Array({ minLength: 1, maxLength: 32 }),
   }).map((r) => {
     const len = BigInt(insnLength(r.kind));
     const short = r.kind === "jmp8" || r.kind === "jcc8";
-    const target = short ? r.site + len + BigInt(r.rel8) : r.site + len + r.rel32;
+    const target = BigInt.asUintN(L.bits, short ? r.site + len + BigInt(r.rel8) : r.site + len + r.rel32);
     return { kind: r.kind, cc: r.cc, site: r.site, target, regs: r.regs, flags: r.flags, ifOn: r.ifOn, stack: r.stack, spOffset: r.spOffset, stackBytes: r.stackBytes };
   }).filter((c) => {
     // The target's bytes (callee or hlt) must not overlap the site or the stubs.
     const len = BigInt(insnLength(c.kind));
     const tEnd = c.target + (c.kind === "call" ? CALLEE_LEN : 1n);
     const overlapsSite = c.target < c.site + len && tEnd > c.site - 1n;
-    const inStubs = c.target < L.siteText + 0x10000n + 0x2000n && tEnd > L.text - 0x2000n;
-    return !overlapsSite && !inStubs;
+    const near = (lo: bigint, hi: bigint): boolean => c.target < hi + 0x2000n && tEnd > lo - 0x2000n;
+    const inStubs = near(L.text, L.siteText + 0x10000n);
+    const inData = near(L.stack, L.stack + BigInt(L.threadSize)) || near(L.irqStack, L.irqStack + BigInt(L.threadSize)) || near(COOKIE[L.bits], COOKIE[L.bits] + 0x1000n);
+    const wraps = tEnd >= 1n << BigInt(L.bits) || c.target < 0x2000n;
+    return !overlapsSite && !inStubs && !inData && !wraps;
   });
 }

@@ -47,20 +47,31 @@ export const insnLength = (kind: PatchKind): number =>
   ({ call: 5, jmp32: 5, jmp8: 2, nop2: 2, nop5: 5, ret: 1, jcc8: 2, jcc32: 6 })[kind];
 
 /** Where the callee records what it saw (return address, first argument). */
-export const COOKIE_64 = 0xffffc90000200000n;
+export const COOKIE = { 64: 0xffffc90000200000n, 32: 0xc2200000n } as const;
 
-/** A short real callee: reads its return address and first argument, records them, returns. */
-const CALLEE_64 = [
-  0x4c, 0x8b, 0x1c, 0x24,                               // mov (%rsp),%r11
-  0x48, 0xb8, ...le64(COOKIE_64),                       // movabs $COOKIE,%rax
-  0x4c, 0x89, 0x18,                                     // mov %r11,(%rax)
-  0x48, 0x89, 0x78, 0x08,                               // mov %rdi,0x8(%rax)
-  0xc3,                                                 // ret
-];
+/**
+ * A short real callee: reads its return address and first argument (rdi under SysV,
+ * eax under regparm(3)), records them at COOKIE, returns.
+ */
+export const CALLEE = {
+  64: [
+    0x4c, 0x8b, 0x1c, 0x24,                 // mov (%rsp),%r11
+    0x48, 0xb8, ...le(COOKIE[64], 8),       // movabs $COOKIE,%rax
+    0x4c, 0x89, 0x18,                       // mov %r11,(%rax)
+    0x48, 0x89, 0x78, 0x08,                 // mov %rdi,0x8(%rax)
+    0xc3,                                   // ret
+  ],
+  32: [
+    0x8b, 0x14, 0x24,                       // mov (%esp),%edx
+    0x89, 0x15, ...le(COOKIE[32], 4),       // mov %edx,COOKIE
+    0xa3, ...le(COOKIE[32] + 4n, 4),        // mov %eax,COOKIE+4
+    0xc3,                                   // ret
+  ],
+} as const;
 
-function le64(v: bigint): number[] {
+function le(v: bigint, n: number): number[] {
   const out: number[] = [];
-  for (let i = 0n; i < 8n; i++) out.push(Number((v >> (8n * i)) & 0xffn));
+  for (let i = 0; i < n; i++) out.push(Number((v >> BigInt(8 * i)) & 0xffn));
   return out;
 }
 
@@ -119,11 +130,11 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   const real = realBytes(c, target);
   // Map the site and the target, then lay out: site insn, hlt; target: callee or hlt.
   m.map(c.site & ~0xfffn, 0x2000, Perm.R | Perm.X);
-  m.map(COOKIE_64, 0x1000, Perm.R | Perm.W);
+  m.map(COOKIE[m.bits], 0x1000, Perm.R | Perm.W);
   const isCall = c.kind === "call";
   if (variant.sites !== "ftrace") {
     m.map(target & ~0xfffn, 0x2000, Perm.R | Perm.X);
-    m.load(target, isCall ? CALLEE_64 : [0xf4]);
+    m.load(target, isCall ? CALLEE[m.bits] : [0xf4]);
   }
   m.load(c.site, [...real, 0xf4]);
   const stackBase = c.stack === "task" ? L.stack : L.irqStack;
@@ -131,10 +142,13 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   for (let i = 0; i < stack.length; i++) stack[i] = c.stackBytes[i % c.stackBytes.length];
   m.load(stackBase, stack);
   const cpu = m.cpu;
-  c.regs.forEach((v, i) => { if (i !== 4 && i < 16) cpu.setReg(i, v); });
+  c.regs.forEach((v, i) => { if (i !== 4 && i < (m.bits === 64 ? 16 : 8)) cpu.setReg(i, v); });
   const sp = stackBase + BigInt(c.spOffset);
   cpu.sp = sp;
-  if (c.kind === "ret") m.write64(sp, target);
+  if (c.kind === "ret") {
+    if (m.bits === 64) m.write64(sp, target);
+    else m.write32(sp, Number(target));
+  }
   cpu.rip = c.site;
   cpu.flags = 0x2 | (c.flags & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF)) | (c.ifOn ? F.IF : 0);
   const before = m.snapshot();
@@ -150,7 +164,7 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
     k.ftraceRecords.add(c.site);
     k.modifyingFtraceCode = 1;
   } else {
-    const disp = c.kind === "nop2" || c.kind === "nop5" || c.kind === "ret" ? 0n : target - (c.site + BigInt(len));
+    const disp = c.kind === "nop2" || c.kind === "nop5" || c.kind === "ret" ? 0n : BigInt.asIntN(m.bits, target - (c.site + BigInt(len)));
     const opcode = { call: 0xe8, jmp32: 0xe9, jmp8: 0xeb, nop2: 0xeb, nop5: 0xe9, ret: 0xc3, jcc8: 0x70 | c.cc, jcc32: 0x70 | c.cc }[c.kind];
     k.bpDesc = { vec: [{ addr: c.site, len, opcode, disp }], refs: 1 };
   }
