@@ -1,6 +1,8 @@
 import { benchInterp } from "./interp.js";
 import { benchRoundtrip } from "./roundtrip.js";
+import { benchNative } from "./native.js";
 
 /** `npm run bench`: prints one JSON line per figure. */
 benchInterp();
 benchRoundtrip();
+benchNative();

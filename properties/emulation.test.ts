@@ -1,22 +1,29 @@
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { MUTANTS_64, VARIANTS_64 } from "../src/kernel/variants-64.js";
+import { MUTANTS_32, VARIANTS_32 } from "../src/kernel/variants-32.js";
 import type { Variant } from "../src/kernel/variant.js";
 import { emuCase } from "../src/arbitraries/emulation.js";
 import { type EmuCase, prepare, runEmuCase } from "../src/oracle/emulation.js";
 
 const RUNS = 300;
 
+/** Alignment classes: 64-bit, the two 16-byte classes of an 8-byte aligned RSP; 32-bit, ESP mod 4. */
+const alignClass = (v: Variant, sp: number): string => (v.bits === 64 ? `sp&8=${sp & 8}` : `sp%4=${sp % 4}`);
+const ALIGN_CLASSES = { 64: ["sp&8=0", "sp&8=8"], 32: ["sp%4=0", "sp%4=1", "sp%4=2", "sp%4=3"] };
+
 /** Coverage cell: variant × opcode × frame × alignment class × stack. */
 function cell(v: Variant, c: EmuCase): string {
-  return `${v.name}|${c.kind}|${v.frame}|sp%16=${c.spOffset % 16 === 0 ? 0 : 8 * Math.min(1, c.spOffset % 16)}|${c.stack}`;
+  return `${v.name}|${c.kind}|${v.frame}|${alignClass(v, c.spOffset)}|${c.stack}`;
 }
 
-describe("emulated ≡ real (x86-64)", () => {
-  for (const v of VARIANTS_64.filter((x) => x.emulates.length > 0)) {
+describe("emulated ≡ real", () => {
+  for (const v of [...VARIANTS_64, ...VARIANTS_32].filter((x) => x.emulates.length > 0)) {
     test(`${v.name}: ${v.emulates.join(", ")}`, () => {
       const b = prepare(v);
       const seen = new Set<string>();
+      // enough runs that every coverage cell comes up many times over
+      const cells = v.emulates.length * ALIGN_CLASSES[v.bits].length * 2;
       fc.assert(fc.property(emuCase(b.k.L, v.emulates), (c) => {
         seen.add(cell(v, c));
         const r = runEmuCase(b, c);
@@ -24,18 +31,18 @@ describe("emulated ≡ real (x86-64)", () => {
           throw new Error(`inequivalent: real ${r.real.reason} ${r.real.detail ?? ""}, emulated ${r.emulated.reason} ${r.emulated.detail ?? ""}; ` +
             `registers ${r.diff.registers.map((d) => `${d.name} 0x${d.a.toString(16)}≠0x${d.b.toString(16)}`).join(", ")}; memory runs ${r.diff.memory.length}`);
         }
-      }), { numRuns: RUNS });
+      }), { numRuns: Math.max(RUNS, 16 * cells) });
       // Coverage accounting: every (opcode × alignment class × stack) cell was exercised.
-      for (const kind of v.emulates) for (const al of [0, 8]) for (const st of ["task", "irq"]) {
-        expect(seen).toContain(`${v.name}|${kind}|${v.frame}|sp%16=${al}|${st}`);
+      for (const kind of v.emulates) for (const al of ALIGN_CLASSES[v.bits]) for (const st of ["task", "irq"]) {
+        expect(seen).toContain(`${v.name}|${kind}|${v.frame}|${al}|${st}`);
       }
     });
   }
 });
 
 describe("history made visible", () => {
-  test("x86_64/v5.1 is inequivalent on CALL at an ftrace site: the traced call is lost", () => {
-    const v = VARIANTS_64.find((x) => x.name === "x86_64/v5.1") as Variant;
+  test.each(["x86_64/v5.1", "x86_32/v5.2"])("%s is inequivalent on CALL at an ftrace site: the traced call is lost", (name) => {
+    const v = [...VARIANTS_64, ...VARIANTS_32].find((x) => x.name === name) as Variant;
     const b = prepare(v);
     const r = fc.check(fc.property(emuCase(b.k.L, ["call"]), (c) => runEmuCase(b, c).equal), { numRuns: 50 });
     expect(r.failed).toBe(true);
@@ -47,7 +54,7 @@ describe("history made visible", () => {
 });
 
 describe("mutants are killed by the default property run", () => {
-  for (const mu of MUTANTS_64) {
+  for (const mu of [...MUTANTS_64, ...MUTANTS_32]) {
     test(`${mu.name} (${mu.breaks})`, () => {
       const b = prepare(mu);
       const r = fc.check(fc.property(emuCase(b.k.L, mu.emulates), (c) => runEmuCase(b, c).equal), { numRuns: RUNS });

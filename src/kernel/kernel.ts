@@ -47,6 +47,8 @@ export class Kernel {
 
   /** The die-notifier chain (notify_die(DIE_INT3, …)): a notifier returns true for NOTIFY_STOP. */
   readonly dieNotifiers: ((regs: PtRegs) => boolean)[] = [];
+  /** How the int3 self-test notifier emulates its call (mutants substitute their own). */
+  selftestEmulate?: (regs: PtRegs, target: bigint) => void;
 
   constructor(bits: 32 | 64) {
     this.L = layoutFor(bits);

@@ -1,4 +1,5 @@
 import type { Machine } from "../machine/machine.js";
+import { hiOf, loOf, toBig } from "../machine/u64.js";
 
 /** struct pt_regs field offsets, x86-64 (arch/x86/include/asm/ptrace.h; same v5.1–v6.x). */
 export const PT_REGS_64 = {
@@ -22,28 +23,45 @@ export type PtRegsField = keyof typeof PT_REGS_64 | keyof typeof PT_REGS_32;
  * would); nothing is cached.
  */
 export class PtRegs {
-  constructor(readonly m: Machine, readonly addr: bigint) {}
+  readonly addr: bigint;
+  private readonly lo: number;
+  private readonly hi: number;
+  private readonly table: Record<string, number>;
+
+  constructor(readonly m: Machine, addr: bigint) {
+    this.addr = BigInt.asUintN(m.bits, addr);
+    this.lo = loOf(this.addr);
+    this.hi = m.bits === 64 ? hiOf(this.addr) : 0;
+    this.table = m.bits === 64 ? PT_REGS_64 : PT_REGS_32;
+  }
 
   get bits(): 32 | 64 { return this.m.bits; }
   get word(): 4 | 8 { return this.m.bits === 64 ? 8 : 4; }
 
   offsetOf(f: PtRegsField): number {
-    const t: Record<string, number> = this.m.bits === 64 ? PT_REGS_64 : PT_REGS_32;
-    const o = t[f];
+    const o = this.table[f];
     if (o === undefined) throw new RangeError(`pt_regs has no field ${f} on ${this.m.bits}-bit`);
     return o;
   }
 
   /** Address of a field (`&regs->f`). */
-  at(f: PtRegsField): bigint { return BigInt.asUintN(this.m.bits, this.addr + BigInt(this.offsetOf(f))); }
+  at(f: PtRegsField): bigint { return this.addr + BigInt(this.offsetOf(f)); }
 
+  // Field access goes through int32 halves, not BigInt arithmetic: cheaper, and it keeps
+  // TurboFan away from BigInt64 lowering paths that crash Node 20's V8 (see NOTES.md).
   get(f: PtRegsField): bigint {
-    return this.m.bits === 64 ? this.m.read64(this.at(f)) : BigInt(this.m.read32(this.at(f)));
+    const s = (this.lo >>> 0) + this.offsetOf(f);
+    const mem = this.m.mem;
+    if (this.m.bits === 32) return BigInt(mem.read32(s | 0, 0) >>> 0);
+    const v = mem.read64(s | 0, (this.hi + (s >= 4294967296 ? 1 : 0)) | 0);
+    return toBig(v, mem.rhi);
   }
 
   set(f: PtRegsField, v: bigint): void {
-    if (this.m.bits === 64) this.m.write64(this.at(f), v);
-    else this.m.write32(this.at(f), Number(BigInt.asUintN(32, v)));
+    const s = (this.lo >>> 0) + this.offsetOf(f);
+    const mem = this.m.mem;
+    if (this.m.bits === 32) mem.write32(s | 0, 0, loOf(v));
+    else mem.write64(s | 0, (this.hi + (s >= 4294967296 ? 1 : 0)) | 0, loOf(v), hiOf(v));
   }
 
   get ip(): bigint { return this.get("ip"); }

@@ -47,7 +47,8 @@ export function installDieGates(k: Kernel, vectors: readonly number[]): void {
     const handler = k.host(`exc_${v}`, (call) => {
       const c = call.cpu;
       const sp = c.sp;
-      const ip = k.m.bits === 64 ? k.m.read64(sp + (hasEc ? 8n : 0n)) : BigInt(k.m.read32(sp + (hasEc ? 4n : 0n)));
+      const at = sp + BigInt(hasEc ? k.L.word : 0);
+      const ip = k.m.bits === 64 ? k.m.read64(at) : BigInt(k.m.read32(at));
       k.report({ kind: "die", what: `exception ${v}`, ip });
       call.noReturn = true;
     });

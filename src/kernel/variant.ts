@@ -18,8 +18,11 @@ export interface Variant {
   readonly summary: string;
   /** Kinds this variant claims to emulate exactly. */
   readonly emulates: readonly PatchKind[];
-  /** How a site in transition is declared: an ftrace fentry site, or a text_poke_bp descriptor. */
-  readonly sites: "ftrace" | "poke";
+  /**
+   * How a site in transition is declared: an ftrace fentry site (the kernel picks the callee,
+   * ftrace_regs_caller), a text_poke_bp descriptor, or the int3 self-test's die notifier.
+   */
+  readonly sites: "ftrace" | "poke" | "notifier";
   /** For mutants: the variant they break and what they break (spec §7 item, when there is one). */
   readonly mutantOf?: string;
   readonly breaks?: string;

@@ -248,6 +248,7 @@ export class Cpu {
    * fault. `savedLo/Hi` is the IP to save (next instruction for traps).
    */
   raise(vector: number, kind: EventKind, errorCode: number | undefined, savedLo: number, savedHi: number, cr2?: bigint, detail?: string): void {
+    let nested = false;
     for (;;) {
       if (vector === Vec.PF && cr2 !== undefined) this.cr2 = cr2;
       const ev: ExceptionEvent = {
@@ -263,7 +264,7 @@ export class Cpu {
         return;
       }
       try {
-        this.delivery.deliver(this, vector, kind, errorCode, savedLo, savedHi);
+        this.delivery.deliver(this, vector, kind, errorCode, savedLo, savedHi, nested);
         this.serializations++;
         return;
       } catch (e) {
@@ -279,6 +280,7 @@ export class Cpu {
         const toDf = (first === "contributory" && second === "contributory") ||
           (first === "pagefault" && (second === "contributory" || second === "pagefault"));
         savedLo = this.curLo; savedHi = this.curHi;
+        nested = true;
         detail = `${e.toString()} while delivering ${vectorName(vector)}`;
         if (toDf) {
           vector = Vec.DF; kind = "abort"; errorCode = 0; cr2 = undefined;

@@ -11,8 +11,11 @@ import { hiOf, loOf } from "./u64.js";
  */
 export interface EventDelivery {
   readonly name: string;
-  /** Delivers an event (may throw CpuFault when the delivery itself faults). */
-  deliver(c: Cpu, vector: number, kind: EventKind, errorCode: number | undefined, savedLo: number, savedHi: number): void;
+  /**
+   * Delivers an event (may throw CpuFault when the delivery itself faults). `nested` is true
+   * for an exception raised while delivering an earlier event (FRED records it; IDT ignores it).
+   */
+  deliver(c: Cpu, vector: number, kind: EventKind, errorCode: number | undefined, savedLo: number, savedHi: number, nested?: boolean): void;
   /** ERETS (user = false) / ERETU (user = true); undefined where the instruction does not exist (#UD). */
   readonly eret?: (c: Cpu, user: boolean) => void;
 }
@@ -27,7 +30,8 @@ export const IDT_DELIVERY: EventDelivery = { name: "idt", deliver };
  * int3-emulation layer's machine option (a different entry, same contract).
  */
 export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: number | undefined, savedLo: number, savedHi: number): void {
-  const ext = kind === "external";
+  // EXT (error-code bit 0) is 0 only while delivering INT n/INT3/INTO (SDM Vol. 2 INT n, "EXT").
+  const ext = kind !== "software";
   const g = c.idt[vector];
   if (g === undefined) throw new CpuFault(Vec.GP, idtError(vector, ext), undefined, `no IDT gate for vector ${vector}`);
   if (kind === "software" && c.cpl > g.dpl) throw new CpuFault(Vec.GP, idtError(vector, false), undefined, `gate DPL ${g.dpl} < CPL ${c.cpl}`);
@@ -50,6 +54,8 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
     else deliver32(c, oldCpl, newCpl, image, savedLo, pushErr ? (errorCode as number) : undefined);
   } catch (e) {
     if (wasUser) { mem.user = true; mem.flush(); }
+    // A stack fault (#TS/#SS, not #PF) met while delivering a non-software event carries EXT.
+    if (ext && e instanceof CpuFault && e.vector !== Vec.PF && e.errorCode !== undefined) throw new CpuFault(e.vector, e.errorCode | 1, e.cr2, e.detail);
     throw e;
   }
   c.setCs((g.selector & ~3) | newCpl);

@@ -11,3 +11,4 @@ export { diffStates, diffCpu, diffMemory, saveCpu, loadCpu, type CpuState, type 
 export { toBig, loOf, hiOf, hex, u64 } from "./u64.js";
 export { formatGas } from "./decoder.js";
 export { type EventDelivery, IDT_DELIVERY } from "./deliver.js";
+export { fredDelivery, FRED_FRAME, FRED_EVENT_TYPE, type FredConfig, type FredStackLevels, type FredDelivery } from "./fred.js";

@@ -8,7 +8,7 @@ import { Memory } from "./memory.js";
 import { Perm } from "./page.js";
 import { diffStates, type DiffOptions, loadCpu, type MachineSnapshot, saveCpu, type StateDiff } from "./state.js";
 import { type Gate, linuxGdt32, linuxGdt64, SEL32, SEL64 } from "./tables.js";
-import { toBig } from "./u64.js";
+import { hiOf, loOf, toBig } from "./u64.js";
 
 export interface MachineOptions {
   /** 64 for long mode (64-bit code segment), 32 for protected mode. */
@@ -168,23 +168,19 @@ export class Machine {
     return diffStates(a, b, opts);
   }
 
-  // ---- convenience reads ----------------------------------------------------------------------
+  // ---- convenience access (through the CPU's memory checks; bigint at the edge only) ----
   read64(addr: bigint): bigint {
-    const b = this.mem.readBytes(addr, 8);
-    return new DataView(b.buffer).getBigUint64(0, true);
+    const lo = loOf(addr), hi = hiOf(addr);
+    const v = this.mem.read64(lo, this.bits === 64 ? hi : 0);
+    return toBig(v, this.mem.rhi);
   }
   read32(addr: bigint): number {
-    const b = this.mem.readBytes(addr, 4);
-    return new DataView(b.buffer).getUint32(0, true);
+    return this.mem.read32(loOf(addr), this.bits === 64 ? hiOf(addr) : 0) >>> 0;
   }
   write64(addr: bigint, v: bigint): void {
-    const b = new Uint8Array(8);
-    new DataView(b.buffer).setBigUint64(0, BigInt.asUintN(64, v), true);
-    this.mem.writeBytes(addr, b);
+    this.mem.write64(loOf(addr), this.bits === 64 ? hiOf(addr) : 0, loOf(v), hiOf(v));
   }
   write32(addr: bigint, v: number): void {
-    const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, v >>> 0, true);
-    this.mem.writeBytes(addr, b);
+    this.mem.write32(loOf(addr), this.bits === 64 ? hiOf(addr) : 0, v | 0);
   }
 }

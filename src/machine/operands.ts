@@ -96,7 +96,11 @@ export function compileEa(ins: Instruction, bits: number): { ea: Ea; stack: bool
   if (ins.segmentPrefix === Register.FS || ins.segmentPrefix === Register.GS) throw new Unsupported("FS/GS segment override");
   const b = base ? base[0] : -1, x = index ? index[0] : -1;
   let ea: Ea;
-  if (asz === 4) {
+  if (asz === 2) {
+    // 16-bit addressing (0x67 in 32-bit code): the sum wraps at 64 KiB.
+    const d16 = dLo & 0xffff;
+    ea = (c) => { c.eaHi = 0; return ((b >= 0 ? c.lo[b] : 0) + (x >= 0 ? c.lo[x] : 0) + d16) & 0xffff; };
+  } else if (asz === 4) {
     if (b >= 0 && x >= 0) ea = (c) => { c.eaHi = 0; return (c.lo[b] + c.lo[x] * scale + dLo) | 0; };
     else if (b >= 0) ea = (c) => { c.eaHi = 0; return (c.lo[b] + dLo) | 0; };
     else if (x >= 0) ea = (c) => { c.eaHi = 0; return (c.lo[x] * scale + dLo) | 0; };

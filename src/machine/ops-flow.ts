@@ -1,8 +1,8 @@
-import { type Instruction, Mnemonic, OpKind } from "iced-x86";
+import { Code, type Instruction, Mnemonic, OpKind } from "iced-x86";
 import type { Cpu } from "./cpu.js";
 import { testCondition } from "./flags.js";
 import type { Exec } from "./insn.js";
-import { operand, Unsupported } from "./operands.js";
+import { operand, operandSize, Unsupported } from "./operands.js";
 import { hiOf, isCanonical, loOf } from "./u64.js";
 
 /** Stack and control flow: PUSH/POP, LEAVE, CALL/JMP/RET, Jcc. RIP already holds the next address. */
@@ -36,7 +36,7 @@ export function compileFlow(ins: Instruction, bits: number): Exec | undefined {
       throw new Unsupported(`pop of ${size} bytes`);
     }
     case Mnemonic.Leave: {
-      if (ins.stackPointerIncrement !== W) throw new Unsupported("16-bit LEAVE");
+      if (ins.code === Code.Leavew) throw new Unsupported("16-bit LEAVE"); // iced reports LEAVE's SP increment as 0
       return (c) => {
         const spLo = c.lo[4], spHi = c.hi[4];
         c.lo[4] = c.lo[5]; c.hi[4] = c.hi[5];
@@ -51,15 +51,14 @@ export function compileFlow(ins: Instruction, bits: number): Exec | undefined {
       if (ins.isCallFar || ins.isJmpFar || ins.isCallFarIndirect || ins.isJmpFarIndirect) throw new Unsupported("far CALL/JMP");
       const k = ins.op0Kind;
       if (k === OpKind.NearBranch64 || k === OpKind.NearBranch32) {
-        const t = k === OpKind.NearBranch64 ? ins.nearBranch64 : BigInt(ins.nearBranch32);
-        const tl = loOf(t), th = bits === 64 ? hiOf(t) : 0;
+        const [tl, th] = nearTarget(ins, bits);
         if (bits === 64 && !isCanonical(tl, th)) return (c) => c.checkTarget(tl, th);
         if (call) return (c) => { c.pushW(c.ripLo, c.ripHi); c.ripLo = tl; c.ripHi = th; };
         return (c) => { c.ripLo = tl; c.ripHi = th; };
       }
       if (k === OpKind.NearBranch16) throw new Unsupported("16-bit near branch");
+      if (operandSize(ins, 0) !== W) throw new Unsupported("indirect branch of another size");
       const s = operand(ins, 0, bits, W);
-      if (s.size !== W) throw new Unsupported("indirect branch of another size");
       if (call) return (c) => {
         const tl = s.get(c), th = c.th; // read with the old SP
         c.checkTarget(tl, th);          // #GP(0) on a non-canonical target, before the push
@@ -83,9 +82,20 @@ export function compileFlow(ins: Instruction, bits: number): Exec | undefined {
   }
   if (ins.isJccShortOrNear) {
     const cc = ins.conditionCode - 1;
-    const t = bits === 64 ? ins.nearBranch64 : BigInt(ins.nearBranch32);
-    const tl = loOf(t), th = bits === 64 ? hiOf(t) : 0;
+    const [tl, th] = nearTarget(ins, bits);
     return (c: Cpu) => { if (testCondition(cc, c.flags)) { c.ripLo = tl; c.ripHi = th; } };
   }
   return undefined;
+}
+
+/**
+ * A near branch's target as int32 halves. (Kept free of a phi between iced's 64-bit BigInt
+ * and a converted one: Node 20's TurboFan crashes lowering such a phi to Word64.)
+ */
+function nearTarget(ins: Instruction, bits: number): [number, number] {
+  if (bits === 64) {
+    const t = ins.nearBranch64;
+    return [loOf(t), hiOf(t)];
+  }
+  return [ins.nearBranch32 | 0, 0];
 }

@@ -65,7 +65,7 @@ export function compileSystem(ins: Instruction, bits: number): Exec | undefined 
       return (c) => {
         const eret = c.delivery.eret;
         if (eret === undefined) throw new CpuFault(Vec.UD, undefined, undefined, `${user ? "ERETU" : "ERETS"} without FRED`);
-        if (c.cpl !== 0) throw new CpuFault(Vec.GP, 0, undefined, "ERET at CPL > 0");
+        if (c.cpl !== 0) throw new CpuFault(Vec.UD, undefined, undefined, `${user ? "ERETU" : "ERETS"} at CPL > 0`); // #UD, not #GP (SDM ERETS/ERETU)
         eret(c, user);
       };
     }

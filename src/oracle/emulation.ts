@@ -5,6 +5,7 @@ import type { MachineSnapshot } from "../machine/state.js";
 import type { RunResult } from "../machine/events.js";
 import type { Kernel, KernelEvent } from "../kernel/kernel.js";
 import type { PatchKind, Variant } from "../kernel/variant.js";
+import { int3SelftestNotifier } from "../kernel/selftest.js";
 
 /** One emulated-vs-real case (design.md, "What matches a real call means"). */
 export interface EmuCase {
@@ -109,6 +110,7 @@ function resetKernel(k: Kernel): void {
   k.ftraceUpdateFuncCall = 0n;
   k.bpPatchingInProgress = false;
   k.bpDesc = { vec: [], refs: 0 };
+  k.dieNotifiers.length = 0;
 }
 
 /**
@@ -163,8 +165,11 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   if (variant.sites === "ftrace") {
     k.ftraceRecords.add(c.site);
     k.modifyingFtraceCode = 1;
+  } else if (variant.sites === "notifier") {
+    k.dieNotifiers.push(int3SelftestNotifier(k, c.site, target, k.selftestEmulate));
   } else {
-    const disp = c.kind === "nop2" || c.kind === "nop5" || c.kind === "ret" ? 0n : BigInt.asIntN(m.bits, target - (c.site + BigInt(len)));
+    const noDisp = c.kind === "nop2" || c.kind === "nop5" || c.kind === "ret";
+    const disp = noDisp ? 0n : BigInt.asIntN(m.bits, target - (c.site + BigInt(len)));
     const opcode = { call: 0xe8, jmp32: 0xe9, jmp8: 0xeb, nop2: 0xeb, nop5: 0xe9, ret: 0xc3, jcc8: 0x70 | c.cc, jcc32: 0x70 | c.cc }[c.kind];
     k.bpDesc = { vec: [{ addr: c.site, len, opcode, disp }], refs: 1 };
   }
