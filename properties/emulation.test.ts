@@ -2,6 +2,8 @@ import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { MUTANTS_64, VARIANTS_64 } from "../src/kernel/variants-64.js";
 import { MUTANTS_32, VARIANTS_32 } from "../src/kernel/variants-32.js";
+import { MUTANTS_FRED, VARIANTS_FRED } from "../src/kernel/variants-fred.js";
+import { checkTrapInvariants } from "../src/oracle/invariants.js";
 import type { Variant } from "../src/kernel/variant.js";
 import { emuCase } from "../src/arbitraries/emulation.js";
 import { type EmuCase, prepare, runEmuCase } from "../src/oracle/emulation.js";
@@ -18,7 +20,7 @@ function cell(v: Variant, c: EmuCase): string {
 }
 
 describe("emulated ≡ real", () => {
-  for (const v of [...VARIANTS_64, ...VARIANTS_32].filter((x) => x.emulates.length > 0)) {
+  for (const v of [...VARIANTS_64, ...VARIANTS_32, ...VARIANTS_FRED].filter((x) => x.emulates.length > 0)) {
     test(`${v.name}: ${v.emulates.join(", ")}`, () => {
       const b = prepare(v);
       const seen = new Set<string>();
@@ -53,11 +55,16 @@ describe("history made visible", () => {
   });
 });
 
+/** The default property run: emulated ≡ real, and the handler invariants. */
+function holds(b: ReturnType<typeof prepare>, c: EmuCase): boolean {
+  return runEmuCase(b, c).equal && checkTrapInvariants(b, c).violations.length === 0;
+}
+
 describe("mutants are killed by the default property run", () => {
-  for (const mu of [...MUTANTS_64, ...MUTANTS_32]) {
+  for (const mu of [...MUTANTS_64, ...MUTANTS_32, ...MUTANTS_FRED]) {
     test(`${mu.name} (${mu.breaks})`, () => {
       const b = prepare(mu);
-      const r = fc.check(fc.property(emuCase(b.k.L, mu.emulates), (c) => runEmuCase(b, c).equal), { numRuns: RUNS });
+      const r = fc.check(fc.property(emuCase(b.k.L, mu.emulates), (c) => holds(b, c)), { numRuns: RUNS });
       expect(r.failed, `${mu.name} survived ${RUNS} runs`).toBe(true);
       // runs-to-first-failure and the shrunk counterexample, for the record
       console.log(JSON.stringify({ mutant: mu.name, runsToKill: r.numRuns, shrinks: r.numShrinks, counterexample: r.counterexample?.[0] }, (_k, x: unknown) => typeof x === "bigint" ? "0x" + x.toString(16) : x instanceof Uint8Array ? Array.from(x) : x));

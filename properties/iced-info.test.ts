@@ -1,24 +1,30 @@
 import { afterAll, describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { Code } from "iced-x86";
+import { Machine, Perm, Vec } from "../src/index.js";
 import {
   type Bits, buildPool, caseArb, caseFor, compareAccesses, freeIcedInfo, hex, type Outcome, type PoolEntry, type RawCase, runCase,
 } from "./support/iced-info.js";
 
 // The machine against iced-x86's own instruction tables. The pool is every legacy-encoded
-// Code of the mode whose mnemonic the machine executes and whose operand kinds the generator
-// fills (support/iced-info.ts). For random operands (registers, memory operands with every
-// addressing form reaching mapped data, immediates, branch targets) and random states, one
-// instruction runs and must:
-//   - read at least the bytes iced says it reads (Read/ReadWrite) and at most those plus
-//     CondRead; write exactly the bytes of Write/ReadWrite plus possibly CondWrite; every single
-//     access of the machine lies inside one of iced's (no merged or misplaced accesses);
-//   - move SP by iced's stackPointerIncrement (LEAVE: SP = old BP + width; not checked when an
-//     explicit operand writes SP);
-//   - continue at nextIP, the near branch target, the taken/not-taken side by testCondition,
-//     or the value read (register, memory or stack) for indirect branches and RET;
-//   - leave every general register iced does not list as written, and every flag iced does
-//     not list as modified, unchanged.
+// Code of the mode that Intel decodes there, whose mnemonic the machine executes and whose
+// operand kinds the generator fills (support/iced-info.ts). For random operands (registers;
+// memory operands in every addressing form: base/index/scale/disp8/disp32, absolute,
+// RIP-relative, RSP/ESP-based, 32-bit addressing in 64-bit code, 16-bit addressing in 32-bit
+// code; immediates; branch targets) and random states, the instruction is encoded by iced at
+// a random address (sometimes across a page or a 4 GiB boundary; the 64-bit stack and one data
+// region straddle 4 GiB boundaries too), only the pages in use are mapped, and one instruction
+// runs. It must:
+//   - read at least the bytes iced says it reads (Read/ReadWrite/ReadCondWrite) and at most
+//     those plus CondRead; write all bytes of Write/ReadWrite and at most those plus
+//     CondWrite/ReadCondWrite; every single access of the machine lies inside one of iced's;
+//   - move SP by iced's stackPointerIncrement (LEAVE, for which iced reports 0: SP = old BP +
+//     width; not checked when an explicit operand writes SP);
+//   - continue at nextIP, the near branch target, the side testCondition picks, or the value
+//     read (register, memory or stack) for indirect branches and RET;
+//   - leave unchanged every general register iced does not list as written and every flag
+//     iced does not list as modified.
+// Replay a failure with FC_SEED/FC_PATH; ICED_INFO_RUNS sets the number of random runs.
 //
 // Codes the machine does not model end in #UD "not modeled"; such runs are skipped, counted
 // and must be among these (16-bit operand size RET/LEAVE/indirect CALL/JMP):
@@ -97,4 +103,47 @@ describe("the machine agrees with iced-x86's instruction info", () => {
       expect(skipped / runs).toBeLessThanOrEqual(MAX_UNMODELED * 2);
     });
   }
+});
+
+// The bugs this property found, as minimal cases.
+describe("regressions found by the iced-info property", () => {
+  const one = (bits: Bits, bytes: number[], setup: (m: Machine) => void) => {
+    const m = new Machine({ bits });
+    const code = bits === 64 ? 0xffffffff81000000n : 0xc1000000n, stack = bits === 64 ? 0xffffc90000000000n : 0xc2000000n;
+    m.map(code, 0x1000, Perm.R | Perm.X).map(stack, 0x2000).load(code, bytes);
+    m.cpu.rip = code;
+    m.cpu.sp = stack + 0x1000n;
+    setup(m);
+    const reads: string[] = [];
+    m.onRead((a, n) => { reads.push(`${hex(a)}+${n}`); });
+    m.onException(() => "stop");
+    return { m, r: m.run({ maxSteps: 1 }), reads, code, stack };
+  };
+
+  test("LEAVE executes (it was #UD: iced reports its SP increment as 0, not the operand size)", () => {
+    for (const bits of [64, 32] as const) {
+      const { m, r, reads, stack } = one(bits, [0xc9], (mm) => { mm.cpu.setReg(5, (bits === 64 ? 0xffffc90000000000n : 0xc2000000n) + 0x800n); });
+      expect(r.reason, r.event?.detail).toBe("steps");
+      expect(reads).toEqual([`${hex(stack + 0x800n)}+${bits / 8}`]);
+      expect(m.cpu.sp).toBe(stack + 0x800n + BigInt(bits / 8));
+    }
+  });
+
+  test("16-bit addressing wraps at 64 KiB (it used the full 32-bit registers): add al,[bx+si]", () => {
+    const { r, reads } = one(32, [0x67, 0x02, 0x00], (m) => {
+      m.map(0n, 0x1000);
+      m.cpu.setReg(3, 0x1234fff0n); // EBX: BX = 0xfff0
+      m.cpu.setReg(6, 0xabcd0030n); // ESI: SI = 0x0030
+    });
+    expect(r.reason, r.event?.detail).toBe("steps");
+    expect(reads).toEqual(["0x20+1"]);
+  });
+
+  test("call word ptr [eax] in 32-bit code is not modeled (it read 4 bytes and made a 32-bit call)", () => {
+    const { r, reads } = one(32, [0x66, 0xff, 0x10], (m) => { m.cpu.setReg(0, 0xc2000800n); });
+    expect(r.reason).toBe("exception");
+    expect(r.event?.vector).toBe(Vec.UD);
+    expect(r.event?.detail).toMatch(/^not modeled/);
+    expect(reads).toEqual([]);
+  });
 });

@@ -11,8 +11,7 @@ import {
   MemoryOperand, MemorySizeExt, Mnemonic, OpAccess, OpCodeOperandKind as K, OpKind, Register, RflagsBits,
   type UsedMemory, type UsedRegister,
 } from "iced-x86";
-import { F } from "../../src/machine/flags.js";
-import { testCondition } from "../../src/machine/flags.js";
+import { F, testCondition } from "../../src/machine/flags.js";
 import { Machine } from "../../src/machine/machine.js";
 import { gpr } from "../../src/machine/operands.js";
 import { Perm } from "../../src/machine/page.js";
@@ -84,10 +83,14 @@ export interface Layout {
   readonly data: bigint;
   /** Data reachable with 32-bit addressing in 64-bit mode / 16-bit addressing in 32-bit mode. */
   readonly low: bigint;
+  /** 64-bit: data and code regions straddling a 4 GiB boundary (carries between the int32 halves). */
+  readonly farData: bigint;
+  readonly farCode: bigint;
 }
 export const LAYOUT: Record<Bits, Layout> = {
-  64: { code: 0xffffffff81000000n, stack: 0xffffc90000000000n, data: 0xffffffff82000000n, low: 0x00600000n },
-  32: { code: 0xc1000000n, stack: 0xc2000000n, data: 0xc3000000n, low: 0n },
+  // The 64-bit stack straddles 0xffffc90000000000 (a 4 GiB boundary) at offset 0x2000.
+  64: { code: 0xffffffff81000000n, stack: 0xffffc8ffffffe000n, data: 0xffffffff82000000n, low: 0x00600000n, farData: 0x00001234fffff000n, farCode: 0xffff887fffffe000n },
+  32: { code: 0xc1000000n, stack: 0xc2000000n, data: 0xc3000000n, low: 0n, farData: 0xc3000000n, farCode: 0xc1000000n },
 };
 export const CODE_SIZE = 0x4000;
 export const STACK_SIZE = 0x4000;
@@ -117,6 +120,8 @@ export interface RawMem {
   readonly junk: bigint;
   /** Offset of the effective address in its region. */
   readonly off: number;
+  /** a64 with a base or index register: address the far data region instead. */
+  readonly far: boolean;
 }
 
 export type RawOp =
@@ -134,6 +139,8 @@ export interface RawCase {
   readonly spOff: number;
   readonly bpOff: number;
   readonly codeOff: number;
+  /** 64-bit, no RIP-relative operand: the code runs in the far code region. */
+  readonly farCode: boolean;
   /** Offset in the code region of the target of RET and indirect branches. */
   readonly targetOff: number;
   readonly dataBytes: Uint8Array;
@@ -205,6 +212,7 @@ function memArb(bits: Bits): fc.Arbitrary<RawMem> {
       indexValue: u64,
       junk: u64,
       off: mode === "sp" ? fc.integer({ min: 0x800, max: STACK_SIZE - 0x800 }) : offsetIn(16, regionSize - 32),
+      far: mode === "a64" ? fc.boolean() : fc.constant(false),
     }).map(({ pair: [base, index0], ...r }): RawMem => ({ ...r, base, index: index0 === base ? Register.None : index0 }));
   });
 }
@@ -255,6 +263,7 @@ export function caseFor(bits: Bits, entry: PoolEntry): fc.Arbitrary<RawCase> {
     spOff: offsetIn(0x1000, STACK_SIZE - 0x1000),
     bpOff: fc.integer({ min: 0x1000, max: STACK_SIZE - 0x1000 }),
     codeOff: offsetIn(0x1000, CODE_SIZE - 0x1000),
+    farCode: bits === 64 ? fc.boolean() : fc.constant(false),
     targetOff: fc.integer({ min: 0, max: CODE_SIZE - 1 }),
     dataBytes: fc.uint8Array({ minLength: 48, maxLength: 48 }),
     stackBytes: fc.uint8Array({ minLength: 64, maxLength: 64 }),
@@ -308,7 +317,10 @@ function placeMem(bits: Bits, m: RawMem, regs: Regs, sp: bigint): Placed {
   const full = W / 8; // iced's displacement size for a full displacement: 2, 4 or 8 (a sign-extended disp32)
   let displSize: number = m.dispClass === 0 ? 0 : m.dispClass === 1 ? 1 : full;
   const region: readonly [bigint, number] =
-    m.mode === "sp" ? [L.stack, STACK_SIZE] : m.mode === "a16" || (m.mode === "a32" && bits === 64) ? [L.low, LOW_SIZE[bits]] : [L.data, DATA_SIZE];
+    m.mode === "sp" ? [L.stack, STACK_SIZE]
+    : m.mode === "a16" || (m.mode === "a32" && bits === 64) ? [L.low, LOW_SIZE[bits]]
+    : m.far && (m.base !== Register.None || m.index !== Register.None) ? [L.farData, DATA_SIZE]
+    : [L.data, DATA_SIZE];
   let T = region[0] + BigInt(m.off);
   const setReg = (r: Register, v: bigint): void => {
     const g = gpr(r);
@@ -450,15 +462,17 @@ export function runCase(k: RawCase): Outcome {
   const sp = L.stack + BigInt(k.spOff);
   regs[4] = sp;
   if (k.entry.name.startsWith("Leave")) regs[5] = L.stack + BigInt(k.bpOff);
-  const ip = L.code + BigInt(k.codeOff);
-  const target = L.code + BigInt(k.targetOff);
+  const ripRel = k.ops.some((o) => o.t === "mem" && o.mem.mode === "rip");
+  const codeBase = k.farCode && !ripRel ? L.farCode : L.code;
+  const ip = codeBase + BigInt(k.codeOff);
+  const target = codeBase + BigInt(k.targetOff);
 
   // Operands: registers (with fix-ups for encodings that would mean something else), memory, immediates, targets.
   let ops: BuiltOp[] = k.ops.map((o): BuiltOp => {
     switch (o.t) {
       case "reg": return { t: "r", reg: o.reg };
       case "imm": return { t: "i", kind: o.kind, value: o.value };
-      case "br": return { t: "b", target: o.short ? ip + BigInt(o.delta) : L.code + BigInt(o.delta) };
+      case "br": return { t: "b", target: o.short ? ip + BigInt(o.delta) : codeBase + BigInt(o.delta) };
       default: return { t: "m", placed: placeMem(bits, o.mem, regs, sp) };
     }
   });

@@ -65,3 +65,17 @@ export function assembleFtraceRegsCaller64(k: Kernel, at: bigint, tracer: bigint
   k.sym.set("ftrace_regs_caller", at);
   return at + BigInt(out.bytes.length);
 }
+
+/**
+ * A thunk for the §7.10 mutant: trashes the caller-saved registers (except rax/rdi, which
+ * the callee reads) and jumps on to the address in r11.
+ */
+export function assembleClobberThunk64(k: Kernel, at: bigint): bigint {
+  const a = new Assembler(64);
+  for (const r of [R.RCX, R.RDX, R.RSI, R.R8, R.R9, R.R10]) a.ins(Code.Mov_r64_imm64, reg(r), 0xbadbadbadn);
+  a.ins(Code.Jmp_rm64, reg(R.R11));
+  const out = a.assemble(at);
+  k.m.load(at, out.bytes);
+  k.sym.set("clobber_thunk", at);
+  return at + BigInt(out.bytes.length);
+}

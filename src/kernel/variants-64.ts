@@ -1,4 +1,5 @@
-import { assembleFtraceRegsCaller64, assembleInt3Entry64 } from "./entry-64.js";
+import { assembleClobberThunk64, assembleFtraceRegsCaller64, assembleInt3Entry64 } from "./entry-64.js";
+import type { PtRegs } from "./pt-regs.js";
 import { pokeInt3HandlerEmulate, pokeInt3HandlerV52, type PokeFeatures } from "./alternative.js";
 import { ftraceInt3HandlerV51, ftraceInt3HandlerV52, type FtraceInt3Options } from "./ftrace.js";
 import { Kernel } from "./kernel.js";
@@ -11,6 +12,8 @@ const DIE_VECTORS = [0, 6, 8, 10, 11, 12, 13, 14];
 interface Parts64 {
   readonly gapWords: number;
   readonly chain: (k: Kernel) => Int3Chain;
+  /** §7.14: a second int3 entry (Xen PV's `xenint3`) assembled without the gap and wired to #BP. */
+  readonly xenPvEntry?: boolean;
 }
 
 /** Boots an x86-64 kernel: do_int3, the int3 entry stub (gate DPL 3, interrupt gate, no IST), ftrace_regs_caller. */
@@ -22,9 +25,17 @@ function boot64(p: Parts64): Kernel {
   const tracer = k.host("ftrace_ops_list_func", (call) => {
     k.events.push({ kind: "traced", ip: call.arg(0), parentIp: call.arg(1) });
   });
-  const next = assembleInt3Entry64(k, L.text, { gapWords: p.gapWords, handler: doInt3 });
-  assembleFtraceRegsCaller64(k, (next + 0x3fn) & ~0x3fn, tracer);
-  k.m.setGate(3, { handler: k.addr("asm_int3"), dpl: 3, ist: 0, type: "interrupt" });
+  let next = assembleInt3Entry64(k, L.text, { gapWords: p.gapWords, handler: doInt3 });
+  let int3 = k.addr("asm_int3");
+  if (p.xenPvEntry) {
+    const at = (next + 0x3fn) & ~0x3fn;
+    next = assembleInt3Entry64(k, at, { gapWords: 0, handler: doInt3 });
+    k.sym.set("xen_asm_int3", at);
+    int3 = at;
+  }
+  next = assembleFtraceRegsCaller64(k, (next + 0x3fn) & ~0x3fn, tracer);
+  assembleClobberThunk64(k, (next + 0x3fn) & ~0x3fn);
+  k.m.setGate(3, { handler: int3, dpl: 3, ist: 0, type: "interrupt" });
   installDieGates(k, DIE_VECTORS);
   return k;
 }
@@ -76,6 +87,26 @@ export const VARIANTS_64: readonly Variant[] = [
   },
 ];
 
+/**
+ * §7.10: the emulated CALL reaches its callee through code that clobbers caller-saved
+ * registers the interrupted code relies on (the KASAN-instrumented C int3_magic): the
+ * handler emulates the call to a thunk that trashes them and jumps on (via r11) to the target.
+ */
+function clobberingChain(f: PokeFeatures) {
+  return (k: Kernel): Int3Chain => ({
+    poke: (kk, regs: PtRegs) => {
+      const before = regs.ip;
+      if (!pokeInt3HandlerEmulate(kk, regs, f)) return false;
+      const tp = kk.bpDesc.vec[0];
+      if (tp !== undefined && tp.opcode === 0xe8 && before - 1n === tp.addr) {
+        regs.set("r11", regs.ip);
+        regs.ip = k.addr("clobber_thunk");
+      }
+      return true;
+    },
+  });
+}
+
 /** x86-64 mutants: each reintroduces one bug and must be killed by the properties. */
 export const MUTANTS_64: readonly Variant[] = [
   {
@@ -101,6 +132,18 @@ export const MUTANTS_64: readonly Variant[] = [
     breaks: "§7.2: the ftrace_location case calls ftrace_update_func_call instead of ftrace_regs_caller",
     summary: "targets of the two ftrace_int3_handler branches swapped",
     boot: () => boot64({ gapWords: 6, chain: v52Chain({ swapTargets: true }) }),
+  },
+  {
+    name: "x86_64/mutant/callee-clobbers-registers", bits: 64, frame: "idt", sites: "poke", emulates: ["call"], mutantOf: "x86_64/v5.6",
+    breaks: "§7.10: the emulated call's path to the callee clobbers caller-saved registers (KASAN int3_magic)",
+    summary: "CALL emulated through a register-clobbering thunk",
+    boot: () => boot64({ gapWords: 6, chain: clobberingChain(POKE_V56) }),
+  },
+  {
+    name: "x86_64/mutant/xen-pv-int3-without-gap", bits: 64, frame: "idt", sites: "poke", emulates: BASIC, mutantOf: "x86_64/v5.6",
+    breaks: "§7.14 (b23e5844dfe7): a second entry path for #BP (Xen PV `idtentry xenint3 … ` without create_gap)",
+    summary: "#BP wired to a gapless second entry",
+    boot: () => boot64({ gapWords: 6, chain: pokeChain(POKE_V56), xenPvEntry: true }),
   },
   {
     name: "x86_64/mutant/jcc-and-for-or", bits: 64, frame: "idt", sites: "poke", emulates: ["jcc8", "jcc32"], mutantOf: "x86_64/v6.2",

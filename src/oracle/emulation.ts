@@ -113,15 +113,21 @@ function resetKernel(k: Kernel): void {
   k.dieNotifiers.length = 0;
 }
 
+/** The loaded case: where things are, and the state S both runs start from. */
+export interface LoadedCase {
+  readonly target: bigint;
+  readonly len: number;
+  readonly stackBase: bigint;
+  /** The interrupted stack pointer R. */
+  readonly sp: bigint;
+  readonly before: MachineSnapshot;
+}
+
 /**
- * Runs one case both ways from the same state S: the real instruction at X, and the int3 at X
- * with the site declared in transition (the rest of the bytes as the patch protocol leaves
- * them: the new instruction's tail). Both runs continue until HLT: after the site, at a jump
- * target, or after the callee returns. Then every register, RIP, RFLAGS, CS, SS, all memory
- * except the dead bytes below the final SP in the interrupted stack and the site's first
- * byte, and the kernel's reported events (traced calls) must be equal.
+ * Restores the pristine kernel and lays the case out: the real instruction at X followed by
+ * HLT; at the target the callee (CALL) or HLT; registers, flags and the stack as drawn.
  */
-export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
+export function loadCase(b: Bench, c: EmuCase): LoadedCase {
   const { k, variant } = b;
   const m = k.m;
   const L = k.L;
@@ -129,16 +135,13 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   resetKernel(k);
   const target = variant.sites === "ftrace" ? k.addr("ftrace_regs_caller") : c.target;
   const len = insnLength(c.kind);
-  const real = realBytes(c, target);
-  // Map the site and the target, then lay out: site insn, hlt; target: callee or hlt.
   m.map(c.site & ~0xfffn, 0x2000, Perm.R | Perm.X);
   m.map(COOKIE[m.bits], 0x1000, Perm.R | Perm.W);
-  const isCall = c.kind === "call";
   if (variant.sites !== "ftrace") {
     m.map(target & ~0xfffn, 0x2000, Perm.R | Perm.X);
-    m.load(target, isCall ? CALLEE[m.bits] : [0xf4]);
+    m.load(target, c.kind === "call" ? CALLEE[m.bits] : [0xf4]);
   }
-  m.load(c.site, [...real, 0xf4]);
+  m.load(c.site, [...realBytes(c, target), 0xf4]);
   const stackBase = c.stack === "task" ? L.stack : L.irqStack;
   const stack = new Uint8Array(L.threadSize);
   for (let i = 0; i < stack.length; i++) stack[i] = c.stackBytes[i % c.stackBytes.length];
@@ -153,36 +156,59 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   }
   cpu.rip = c.site;
   cpu.flags = 0x2 | (c.flags & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF)) | (c.ifOn ? F.IF : 0);
-  const before = m.snapshot();
+  return { target, len, stackBase, sp, before: m.snapshot() };
+}
 
-  const realRun = m.run({ maxSteps: 500 });
-  const afterReal = m.snapshot();
-  const realEvents = [...k.events];
-
-  m.restore(before);
+/**
+ * Puts the int3 at X (the rest of the bytes as the patch protocol leaves them: the new
+ * instruction's tail) and declares the site in transition the way the variant does.
+ */
+export function armSite(b: Bench, c: EmuCase, lc: LoadedCase): void {
+  const { k, variant } = b;
+  const m = k.m;
   resetKernel(k);
   m.load(c.site, [0xcc]);
   if (variant.sites === "ftrace") {
     k.ftraceRecords.add(c.site);
     k.modifyingFtraceCode = 1;
   } else if (variant.sites === "notifier") {
-    k.dieNotifiers.push(int3SelftestNotifier(k, c.site, target, k.selftestEmulate));
+    k.dieNotifiers.push(int3SelftestNotifier(k, c.site, lc.target, k.selftestEmulate));
   } else {
     const noDisp = c.kind === "nop2" || c.kind === "nop5" || c.kind === "ret";
-    const disp = noDisp ? 0n : BigInt.asIntN(m.bits, target - (c.site + BigInt(len)));
+    const disp = noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len)));
     const opcode = { call: 0xe8, jmp32: 0xe9, jmp8: 0xeb, nop2: 0xeb, nop5: 0xe9, ret: 0xc3, jcc8: 0x70 | c.cc, jcc32: 0x70 | c.cc }[c.kind];
-    k.bpDesc = { vec: [{ addr: c.site, len, opcode, disp }], refs: 1 };
+    k.bpDesc = { vec: [{ addr: c.site, len: lc.len, opcode, disp }], refs: 1 };
   }
+}
+
+/**
+ * Runs one case both ways from the same state S: the real instruction at X, and the int3 at X
+ * with the site declared in transition. Both runs continue until HLT: after the site, at a
+ * jump target, or after the callee returns. Then every register, RIP, RFLAGS, CS, SS, all
+ * memory except the dead bytes below the final SP in the interrupted stack and the site's
+ * first byte, and the kernel's reported events (traced calls) must be equal.
+ */
+export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
+  const { k } = b;
+  const m = k.m;
+  const lc = loadCase(b, c);
+  const realRun = m.run({ maxSteps: 500 });
+  const afterReal = m.snapshot();
+  const realEvents = [...k.events];
+
+  m.restore(lc.before);
+  armSite(b, c, lc);
   const emuRun = m.run({ maxSteps: 500 });
   const afterEmulated = m.snapshot();
   const emulatedEvents = [...k.events];
 
   const finalSp = m.cpu.sp;
-  const diff = diffStates(afterReal, afterEmulated, { ignore: [[stackBase, finalSp], [c.site, c.site + 1n]] });
+  const diff = diffStates(afterReal, afterEmulated, { ignore: [[lc.stackBase, finalSp], [c.site, c.site + 1n]] });
   const eventsEqual = JSON.stringify(realEvents, big) === JSON.stringify(emulatedEvents, big);
   return {
     equal: realRun.reason === "hlt" && emuRun.reason === "hlt" && diff.equal && eventsEqual,
-    diff, real: realRun, emulated: emuRun, realEvents, emulatedEvents, target, before, afterReal, afterEmulated,
+    diff, real: realRun, emulated: emuRun, realEvents, emulatedEvents, target: lc.target,
+    before: lc.before, afterReal, afterEmulated,
   };
 }
 
