@@ -4,6 +4,7 @@ import { MUTANTS_64, VARIANTS_64 } from "../src/kernel/variants-64.js";
 import { MUTANTS_32, VARIANTS_32 } from "../src/kernel/variants-32.js";
 import { MUTANTS_FRED, VARIANTS_FRED } from "../src/kernel/variants-fred.js";
 import { checkTrapInvariants } from "../src/oracle/invariants.js";
+import { conditionFlags } from "../src/machine/flags.js";
 import type { Variant } from "../src/kernel/variant.js";
 import { emuCase } from "../src/arbitraries/emulation.js";
 import { type EmuCase, prepare, runEmuCase } from "../src/oracle/emulation.js";
@@ -81,4 +82,31 @@ describe("mutants are killed by the default property run", () => {
       expect(runEmuCase(b, c).equal).toBe(c.spOffset % 16 === 8);
     }), { numRuns: 100 });
   });
+});
+
+describe("Jcc: all 16 conditions × short/near × every combination of the flags they read", () => {
+  const FLAG_BITS = [0x1, 0x4, 0x40, 0x80, 0x800]; // CF PF ZF SF OF
+  for (const v of [...VARIANTS_64, ...VARIANTS_32, ...VARIANTS_FRED].filter((x) => x.emulates.includes("jcc8"))) {
+    test(v.name, () => {
+      const b = prepare(v);
+      const others = fc.sample(emuCase(b.k.L, ["jcc8", "jcc32"]), { numRuns: 64, seed: 42 });
+      let n = 0;
+      for (let cc = 0; cc < 16; cc++) {
+        const read = conditionFlags(cc);
+        const bits = FLAG_BITS.filter((f) => (read & f) !== 0);
+        for (let combo = 0; combo < 1 << bits.length; combo++) {
+          const flags = bits.reduce((acc, f, i) => ((combo >> i) & 1 ? acc | f : acc), 0);
+          for (const kind of ["jcc8", "jcc32"] as const) {
+            const base = others[n++ % others.length];
+            const len = kind === "jcc8" ? 2n : 6n;
+            const rel = kind === "jcc8" ? BigInt(((n * 37) % 250) - 125) : base.target - (base.site + (base.kind === "jcc8" ? 2n : 6n));
+            const c: EmuCase = { ...base, kind, cc, flags, target: BigInt.asUintN(v.bits, base.site + len + rel) };
+            const r = runEmuCase(b, c);
+            expect(r.equal, `cc ${cc} ${kind} flags 0x${flags.toString(16)}: ${r.real.reason}/${r.emulated.reason}`).toBe(true);
+          }
+        }
+      }
+      expect(n).toBe(2 * 2 * (2 + 2 + 2 + 4 + 2 + 2 + 4 + 8)); // 104 cells
+    });
+  }
 });
