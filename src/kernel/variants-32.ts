@@ -11,10 +11,15 @@ import { doInt3, type Int3Chain, installDieGates, installDoInt3, notifyDieInt3 }
 import type { PatchKind, Variant } from "./variant.js";
 
 const DIE_VECTORS = [0, 6, 8, 10, 11, 12, 13, 14];
-type Entry = (k: Kernel, at: bigint, handler: bigint) => bigint;
+/** Assembles an int3 entry stub at `at` that calls `handler`; returns the end address. */
+export type Entry32 = (k: Kernel, at: bigint, handler: bigint) => bigint;
 
-/** Boots an i386 kernel: the handler, the int3 entry stub (interrupt gate, DPL 3), ftrace_regs_caller. */
-function boot32(entry: Entry, installHandler: (k: Kernel) => bigint): Kernel {
+/**
+ * Boots an i386 kernel from parts: the C handler (installed by `installHandler`, which
+ * returns its address), the int3 entry stub (interrupt gate, DPL 3), ftrace_regs_caller and
+ * oops gates. The building block for user variants too.
+ */
+export function buildKernel32(entry: Entry32, installHandler: (k: Kernel) => bigint): Kernel {
   const k = new Kernel(32);
   const handler = installHandler(k);
   const tracer = k.host("ftrace_ops_list_func", (call) => {
@@ -58,7 +63,7 @@ const POKE_V56: PokeFeatures = { ret: false, jcc: false };
 const POKE_V510: PokeFeatures = { ret: true, jcc: false };
 const POKE_V62: PokeFeatures = { ret: true, jcc: true };
 
-const v53Entry = (o: Omit<Entry32V53Options, "handler"> = {}): Entry => (k, at, handler) => assembleInt3Entry32V53(k, at, { handler, ...o });
+const v53Entry = (o: Omit<Entry32V53Options, "handler"> = {}): Entry32 => (k, at, handler) => assembleInt3Entry32V53(k, at, { handler, ...o });
 const pokeChain = (f: PokeFeatures): Int3Chain => ({ poke: (k, r) => pokeInt3HandlerEmulate(k, r, f) });
 const v52Chain: Int3Chain = { ftrace: ftraceInt3Handler32V52, poke: pokeInt3HandlerV52 };
 const selftestChain: Int3Chain = { poke: pokeInt3HandlerV52 };
@@ -68,32 +73,32 @@ export const VARIANTS_32: readonly Variant[] = [
   {
     name: "x86_32/2019-05-04", bits: 32, frame: "idt", sites: "ftrace", emulates: ["call"],
     summary: "the seed's design: int3_emulate_call moves the truncated pt_regs down a word and returns it; the stub reserves 8 bytes and switches to the returned regs",
-    boot: () => boot32((k, at, h) => assembleInt3Entry32Move(k, at, { handler: h, reserve: true }), (k) => installDoKernelInt3Move(k, {})),
+    boot: () => buildKernel32((k, at, h) => assembleInt3Entry32Move(k, at, { handler: h, reserve: true }), (k) => installDoKernelInt3Move(k, {})),
   },
   {
     name: "x86_32/v5.2", bits: 32, frame: "idt", sites: "ftrace", emulates: [],
     summary: "no call emulation on 32-bit: ftrace_int3_handler jumps over the site (livepatch unsupported)",
-    boot: () => boot32((k, at, h) => assembleInt3Entry32V52(k, at, { handler: h }), (k) => installDoInt3(k, v52Chain)),
+    boot: () => buildKernel32((k, at, h) => assembleInt3Entry32V52(k, at, { handler: h }), (k) => installDoInt3(k, v52Chain)),
   },
   {
     name: "x86_32/v5.3", bits: 32, frame: "idt", sites: "notifier", emulates: ["call"],
     summary: "FIXUP_FRAME completes kernel frames (24-byte gap), CS_FROM_KERNEL, IRET_FRAME rebuilt below regs->sp; the int3 self-test emulates a call",
-    boot: () => boot32(v53Entry(), (k) => installDoInt3(k, selftestChain)),
+    boot: () => buildKernel32(v53Entry(), (k) => installDoInt3(k, selftestChain)),
   },
   {
     name: "x86_32/v5.6", bits: 32, frame: "idt", sites: "poke", emulates: BASIC,
     summary: "v5.3 frames; poke_int3_handler emulates CALL, JMP32, JMP8, NOP2/NOP5",
-    boot: () => boot32(v53Entry(), (k) => installDoInt3(k, pokeChain(POKE_V56))),
+    boot: () => buildKernel32(v53Entry(), (k) => installDoInt3(k, pokeChain(POKE_V56))),
   },
   {
     name: "x86_32/v5.10", bits: 32, frame: "idt", sites: "poke", emulates: [...BASIC, "ret"],
     summary: "v5.6 plus RET emulation",
-    boot: () => boot32(v53Entry(), (k) => installDoInt3(k, pokeChain(POKE_V510))),
+    boot: () => buildKernel32(v53Entry(), (k) => installDoInt3(k, pokeChain(POKE_V510))),
   },
   {
     name: "x86_32/v6.2", bits: 32, frame: "idt", sites: "poke", emulates: [...BASIC, "ret", "jcc8", "jcc32"],
     summary: "v5.10 plus Jcc8/Jcc32",
-    boot: () => boot32(v53Entry(), (k) => installDoInt3(k, pokeChain(POKE_V62))),
+    boot: () => buildKernel32(v53Entry(), (k) => installDoInt3(k, pokeChain(POKE_V62))),
   },
 ];
 
@@ -109,42 +114,42 @@ export const MUTANTS_32: readonly Variant[] = [
     name: "x86_32/mutant/rfc-6-word-copy", bits: 32, frame: "idt", sites: "notifier", emulates: ["call"], mutantOf: "x86_32/v5.3",
     breaks: "§7.3: the 64-bit `.rept 6; pushl 5*4(%esp)` copy on a frame without sp/ss — the push goes through stack data",
     summary: "RFC 2019-05-01 entry_32",
-    boot: () => boot32((k, at, h) => assembleInt3Entry32Rfc(k, at, { handler: h }), (k) => installDoInt3(k, selftestChain)),
+    boot: () => buildKernel32((k, at, h) => assembleInt3Entry32Rfc(k, at, { handler: h }), (k) => installDoInt3(k, selftestChain)),
   },
   {
     name: "x86_32/mutant/memmove-sizeof-pt-regs", bits: 32, frame: "idt", sites: "ftrace", emulates: ["call"], mutantOf: "x86_32/2019-05-04",
     breaks: "§7.4: memmove sizeof(pt_regs) (68) instead of offsetof(pt_regs, sp) (60) shifts the interrupted stack's top words",
     summary: "wrong memmove size",
-    boot: () => boot32((k, at, h) => assembleInt3Entry32Move(k, at, { handler: h, reserve: true }), (k) => installDoKernelInt3Move(k, { moveSize: 68 })),
+    boot: () => buildKernel32((k, at, h) => assembleInt3Entry32Move(k, at, { handler: h, reserve: true }), (k) => installDoKernelInt3Move(k, { moveSize: 68 })),
   },
   {
     name: "x86_32/mutant/emulate-call-result-dropped", bits: 32, frame: "idt", sites: "ftrace", emulates: ["call"], mutantOf: "x86_32/2019-05-04",
     breaks: "§7.5: the pt_regs returned by int3_emulate_call is thrown away — the exit restores from the stale, shifted frame",
     summary: "ignored return value",
-    boot: () => boot32((k, at, h) => assembleInt3Entry32Move(k, at, { handler: h, reserve: true }), (k) => installDoKernelInt3Move(k, { dropResult: true })),
+    boot: () => buildKernel32((k, at, h) => assembleInt3Entry32Move(k, at, { handler: h, reserve: true }), (k) => installDoKernelInt3Move(k, { dropResult: true })),
   },
   {
     name: "x86_32/mutant/no-stack-reservation", bits: 32, frame: "idt", sites: "ftrace", emulates: ["call"], mutantOf: "x86_32/2019-05-04",
     breaks: "§7.6: without `subl $8, %esp` the one-word move of pt_regs overwrites the call's return address",
     summary: "reservation dropped",
-    boot: () => boot32((k, at, h) => assembleInt3Entry32Move(k, at, { handler: h, reserve: false }), (k) => installDoKernelInt3Move(k, {})),
+    boot: () => buildKernel32((k, at, h) => assembleInt3Entry32Move(k, at, { handler: h, reserve: false }), (k) => installDoKernelInt3Move(k, {})),
   },
   {
     name: "x86_32/mutant/sp-from-regs-address", bits: 32, frame: "idt", sites: "notifier", emulates: ["call"], mutantOf: "x86_32/v5.3",
     breaks: "§7.7: the interrupted SP computed as &regs->sp on a gapped frame",
     summary: "kernel_stack_pointer() = &regs->sp",
-    boot: () => boot32(v53Entry(), (k) => { k.selftestEmulate = spFromRegsAddress; return installDoInt3(k, selftestChain); }),
+    boot: () => buildKernel32(v53Entry(), (k) => { k.selftestEmulate = spFromRegsAddress; return installDoInt3(k, selftestChain); }),
   },
   {
     name: "x86_32/mutant/iret-frame-fast-path", bits: 32, frame: "idt", sites: "poke", emulates: BASIC, mutantOf: "x86_32/v5.6",
     breaks: "§7.8: when regs->sp is unchanged, IRET through the original frame — loses updates to regs->ip and ->flags",
     summary: "IRET_FRAME fast path",
-    boot: () => boot32(v53Entry({ iretFrameFastPath: true }), (k) => installDoInt3(k, pokeChain(POKE_V56))),
+    boot: () => buildKernel32(v53Entry({ iretFrameFastPath: true }), (k) => installDoInt3(k, pokeChain(POKE_V56))),
   },
   {
     name: "x86_32/mutant/kernel-frame-seen-as-user", bits: 32, frame: "idt", sites: "notifier", emulates: ["call"], mutantOf: "x86_32/v5.3",
     breaks: "§7.15 (81ff2c37f9e5): the from-kernel test misclassifies the kernel's own frames as user, so FIXUP_FRAME never completes them",
     summary: "no fix-up for kernel frames",
-    boot: () => boot32(v53Entry({ neverFixup: true }), (k) => installDoInt3(k, selftestChain)),
+    boot: () => buildKernel32(v53Entry({ neverFixup: true }), (k) => installDoInt3(k, selftestChain)),
   },
 ];

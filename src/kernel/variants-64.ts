@@ -9,15 +9,20 @@ import type { PatchKind, Variant } from "./variant.js";
 /** Exceptions other than #BP that a kernel model turns into an oops. */
 const DIE_VECTORS = [0, 6, 8, 10, 11, 12, 13, 14];
 
-interface Parts64 {
+/** The parts an x86-64 IDT kernel model is built from. */
+export interface Parts64 {
   readonly gapWords: number;
   readonly chain: (k: Kernel) => Int3Chain;
   /** §7.14: a second int3 entry (Xen PV's `xenint3`) assembled without the gap and wired to #BP. */
   readonly xenPvEntry?: boolean;
 }
 
-/** Boots an x86-64 kernel: do_int3, the int3 entry stub (gate DPL 3, interrupt gate, no IST), ftrace_regs_caller. */
-function boot64(p: Parts64): Kernel {
+/**
+ * Boots an x86-64 kernel from parts: do_int3 with the given handler chain, the int3 entry
+ * stub with `gapWords` of gap (gate DPL 3, interrupt gate, no IST), ftrace_regs_caller, and
+ * oops gates for the other exceptions. The building block for user variants too.
+ */
+export function buildKernel64(p: Parts64): Kernel {
   const k = new Kernel(64);
   const L = k.L;
   const chain = p.chain(k);
@@ -58,32 +63,32 @@ export const VARIANTS_64: readonly Variant[] = [
   {
     name: "x86_64/2019-05-04", bits: 64, frame: "idt", sites: "ftrace", emulates: ["call"],
     summary: "the seed's design (LKML, May 2019): 6-word gap for kernel-mode int3, ftrace emulates the call",
-    boot: () => boot64({ gapWords: 6, chain: v52Chain() }),
+    boot: () => buildKernel64({ gapWords: 6, chain: v52Chain() }),
   },
   {
     name: "x86_64/v5.1", bits: 64, frame: "idt", sites: "ftrace", emulates: [],
     summary: "before the fix: an int3 on an ftrace site skips the 5-byte call (livepatch lost, §7.1)",
-    boot: () => boot64({ gapWords: 0, chain: () => ({ ftrace: ftraceInt3HandlerV51, poke: pokeInt3HandlerV52 }) }),
+    boot: () => buildKernel64({ gapWords: 0, chain: () => ({ ftrace: ftraceInt3HandlerV51, poke: pokeInt3HandlerV52 }) }),
   },
   {
     name: "x86_64/v5.2", bits: 64, frame: "idt", sites: "ftrace", emulates: ["call"],
     summary: "as merged: void int3_emulate_*, the 6-word gap, ftrace emulates a call to ftrace_regs_caller",
-    boot: () => boot64({ gapWords: 6, chain: v52Chain() }),
+    boot: () => buildKernel64({ gapWords: 6, chain: v52Chain() }),
   },
   {
     name: "x86_64/v5.6", bits: 64, frame: "idt", sites: "poke", emulates: BASIC,
     summary: "poke_int3_handler emulates the new instruction by opcode: CALL, JMP32, JMP8, NOP2/NOP5 as jumps",
-    boot: () => boot64({ gapWords: 6, chain: pokeChain(POKE_V56) }),
+    boot: () => buildKernel64({ gapWords: 6, chain: pokeChain(POKE_V56) }),
   },
   {
     name: "x86_64/v5.10", bits: 64, frame: "idt", sites: "poke", emulates: [...BASIC, "ret"],
     summary: "v5.6 plus RET emulation (static_call)",
-    boot: () => boot64({ gapWords: 6, chain: pokeChain(POKE_V510) }),
+    boot: () => buildKernel64({ gapWords: 6, chain: pokeChain(POKE_V510) }),
   },
   {
     name: "x86_64/v6.2", bits: 64, frame: "idt", sites: "poke", emulates: [...BASIC, "ret", "jcc8", "jcc32"],
     summary: "v5.10 plus Jcc8/Jcc32 through int3_emulate_jcc",
-    boot: () => boot64({ gapWords: 6, chain: pokeChain(POKE_V62) }),
+    boot: () => buildKernel64({ gapWords: 6, chain: pokeChain(POKE_V62) }),
   },
 ];
 
@@ -113,42 +118,42 @@ export const MUTANTS_64: readonly Variant[] = [
     name: "x86_64/mutant/no-gap", bits: 64, frame: "idt", sites: "poke", emulates: BASIC, mutantOf: "x86_64/v5.6",
     breaks: "§7.19/§3.1: no gap — the virtual push at R−8 overwrites pt_regs->ss when R ≡ 0 (mod 16)",
     summary: "entry without the 6-word copy",
-    boot: () => boot64({ gapWords: 0, chain: pokeChain(POKE_V56) }),
+    boot: () => buildKernel64({ gapWords: 0, chain: pokeChain(POKE_V56) }),
   },
   {
     name: "x86_64/mutant/gap-5-words", bits: 64, frame: "idt", sites: "poke", emulates: BASIC, mutantOf: "x86_64/v5.6",
     breaks: "a 5-word copy: orig_ax is not copied, so the copied frame is off by one word",
     summary: "`.rept 5` instead of 6",
-    boot: () => boot64({ gapWords: 5, chain: pokeChain(POKE_V56) }),
+    boot: () => buildKernel64({ gapWords: 5, chain: pokeChain(POKE_V56) }),
   },
   {
     name: "x86_64/mutant/ftrace-skips-call", bits: 64, frame: "idt", sites: "ftrace", emulates: ["call"], mutantOf: "x86_64/v5.2",
     breaks: "§7.1: at an ftrace site the int3 emulates a NOP (jmp ip+5) instead of CALL(ftrace_regs_caller)",
     summary: "v5.1's ftrace_int3_handler on the v5.2 entry",
-    boot: () => boot64({ gapWords: 6, chain: () => ({ ftrace: ftraceInt3HandlerV51, poke: pokeInt3HandlerV52 }) }),
+    boot: () => buildKernel64({ gapWords: 6, chain: () => ({ ftrace: ftraceInt3HandlerV51, poke: pokeInt3HandlerV52 }) }),
   },
   {
     name: "x86_64/mutant/ftrace-wrong-target", bits: 64, frame: "idt", sites: "ftrace", emulates: ["call"], mutantOf: "x86_64/v5.2",
     breaks: "§7.2: the ftrace_location case calls ftrace_update_func_call instead of ftrace_regs_caller",
     summary: "targets of the two ftrace_int3_handler branches swapped",
-    boot: () => boot64({ gapWords: 6, chain: v52Chain({ swapTargets: true }) }),
+    boot: () => buildKernel64({ gapWords: 6, chain: v52Chain({ swapTargets: true }) }),
   },
   {
     name: "x86_64/mutant/callee-clobbers-registers", bits: 64, frame: "idt", sites: "poke", emulates: ["call"], mutantOf: "x86_64/v5.6",
     breaks: "§7.10: the emulated call's path to the callee clobbers caller-saved registers (KASAN int3_magic)",
     summary: "CALL emulated through a register-clobbering thunk",
-    boot: () => boot64({ gapWords: 6, chain: clobberingChain(POKE_V56) }),
+    boot: () => buildKernel64({ gapWords: 6, chain: clobberingChain(POKE_V56) }),
   },
   {
     name: "x86_64/mutant/xen-pv-int3-without-gap", bits: 64, frame: "idt", sites: "poke", emulates: BASIC, mutantOf: "x86_64/v5.6",
     breaks: "§7.14 (b23e5844dfe7): a second entry path for #BP (Xen PV `idtentry xenint3 … ` without create_gap)",
     summary: "#BP wired to a gapless second entry",
-    boot: () => boot64({ gapWords: 6, chain: pokeChain(POKE_V56), xenPvEntry: true }),
+    boot: () => buildKernel64({ gapWords: 6, chain: pokeChain(POKE_V56), xenPvEntry: true }),
   },
   {
     name: "x86_64/mutant/jcc-and-for-or", bits: 64, frame: "idt", sites: "poke", emulates: ["jcc8", "jcc32"], mutantOf: "x86_64/v6.2",
     breaks: "int3_emulate_jcc combines SF^OF with ZF using && instead of || for JLE/JG",
     summary: "Jcc with && for ||",
-    boot: () => boot64({ gapWords: 6, chain: pokeChain({ ...POKE_V62, jccAnd: true }) }),
+    boot: () => buildKernel64({ gapWords: 6, chain: pokeChain({ ...POKE_V62, jccAnd: true }) }),
   },
 ];

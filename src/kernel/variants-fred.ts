@@ -24,7 +24,8 @@ function installFredDispatch(k: Kernel, chain: Int3Chain): bigint {
   });
 }
 
-function bootFred(redzone: number, f: PokeFeatures): Kernel {
+/** Boots a FRED kernel: the FRED entry points, the dispatcher, poke_int3_handler with `f`, a red zone of `redzone` bytes. */
+export function buildKernelFred(redzone: number, f: PokeFeatures): Kernel {
   const k = new Kernel(64);
   const entry = k.L.text + 0x4000n; // 4 KiB aligned
   const dispatch = installFredDispatch(k, { poke: (kk, r) => pokeInt3HandlerEmulate(kk, r, f) });
@@ -44,7 +45,7 @@ export const VARIANTS_FRED: readonly Variant[] = [
   {
     name: "x86_64-fred/v6.9", bits: 64, frame: "fred", sites: "poke", emulates: KINDS,
     summary: "FRED delivery: 64-byte frame at ((R−64)&~63)−64 below a 64-byte red zone, ERETS; no software gap",
-    boot: () => bootFred(FRED_REDZONE, POKE),
+    boot: () => buildKernelFred(FRED_REDZONE, POKE),
   },
 ];
 
@@ -53,6 +54,6 @@ export const MUTANTS_FRED: readonly Variant[] = [
     name: "x86_64-fred/mutant/red-zone-0", bits: 64, frame: "fred", sites: "poke", emulates: KINDS, mutantOf: "x86_64-fred/v6.9",
     breaks: "FRED without the red zone: when R ≡ 0 (mod 64) the emulated push lands in the live frame (fred_info)",
     summary: "IA32_FRED_CONFIG red zone 0",
-    boot: () => bootFred(0, POKE),
+    boot: () => buildKernelFred(0, POKE),
   },
 ];

@@ -347,7 +347,8 @@ export class Memory {
       }
       const off = Number(x & 4095n);
       const n = Math.min(bytes.length - k, 4096 - off);
-      for (let i = 0; i < n; i++) p.data[off + i] = bytes[k + i];
+      if (bytes instanceof Uint8Array) p.data.set(bytes.subarray(k, k + n), off);
+      else for (let i = 0; i < n; i++) p.data[off + i] = bytes[k + i];
       if (p.code) this.dropCode(key);
       if (off < 15) this.dropCode(key - 1);
       k += n;

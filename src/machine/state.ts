@@ -79,23 +79,34 @@ export function diffCpu(a: CpuState, b: CpuState, flagsMask = 0xffffffff): Regis
  */
 export function diffMemory(a: MemorySnapshot, b: MemorySnapshot, ignore: readonly (readonly [bigint, bigint])[] = []): MemoryDiff[] {
   const out: MemoryDiff[] = [];
-  const keys = new Set<number>([...a.pages.keys(), ...b.pages.keys()]);
+  const keys = new Set<number>(a.pages.keys());
+  for (const k of b.pages.keys()) keys.add(k);
   const sorted = [...keys].sort((x, y) => x - y);
-  const ignored = (addr: bigint): boolean => ignore.some(([s, e]) => addr >= s && addr < e);
   for (const k of sorted) {
     const pa = a.pages.get(k), pb = b.pages.get(k);
     if (pa === pb) continue;
     const base = BigInt(k) << 12n;
+    // the ignored byte ranges of this page, as [start, end) offsets
+    const skip: [number, number][] = [];
+    for (const [s, e] of ignore) {
+      if (e <= base || s >= base + 4096n) continue;
+      skip.push([s <= base ? 0 : Number(s - base), e >= base + 4096n ? 4096 : Number(e - base)]);
+    }
+    const ignored = (i: number): boolean => skip.some(([s, e]) => i >= s && i < e);
     if (!pa || !pb) {
-      if (!ignored(base)) out.push({ addr: base, a: pa ? pa.data.slice() : null, b: pb ? pb.data.slice() : null });
+      if (!ignored(0)) out.push({ addr: base, a: pa ? pa.data.slice() : null, b: pb ? pb.data.slice() : null });
       continue;
     }
+    const da = pa.data, db = pb.data;
+    // fast scan by 32-bit words; bytes only where words differ
+    const wa = new Int32Array(da.buffer, da.byteOffset, 1024), wb = new Int32Array(db.buffer, db.byteOffset, 1024);
     let i = 0;
     while (i < 4096) {
-      if (pa.data[i] === pb.data[i] || ignored(base + BigInt(i))) { i++; continue; }
+      if ((i & 3) === 0 && wa[i >> 2] === wb[i >> 2]) { i += 4; continue; }
+      if (da[i] === db[i] || ignored(i)) { i++; continue; }
       let j = i;
-      while (j < 4096 && pa.data[j] !== pb.data[j] && !ignored(base + BigInt(j))) j++;
-      out.push({ addr: base + BigInt(i), a: pa.data.slice(i, j), b: pb.data.slice(i, j) });
+      while (j < 4096 && da[j] !== db[j] && !ignored(j)) j++;
+      out.push({ addr: base + BigInt(i), a: da.slice(i, j), b: db.slice(i, j) });
       i = j;
     }
   }

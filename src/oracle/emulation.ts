@@ -143,9 +143,10 @@ export function loadCase(b: Bench, c: EmuCase): LoadedCase {
   }
   m.load(c.site, [...realBytes(c, target), 0xf4]);
   const stackBase = c.stack === "task" ? L.stack : L.irqStack;
-  const stack = new Uint8Array(L.threadSize);
-  for (let i = 0; i < stack.length; i++) stack[i] = c.stackBytes[i % c.stackBytes.length];
-  m.load(stackBase, stack);
+  // Random contents in a window around the interrupted SP (frames, gap, callee, and what a
+  // RET pops); the rest of the stack keeps the pristine zeros. Cheaper than the whole stack.
+  const lo = Math.max(0, c.spOffset - 1024), hi = Math.min(L.threadSize, c.spOffset + 256);
+  m.load(stackBase + BigInt(lo), fillPattern(hi - lo, c.stackBytes));
   const cpu = m.cpu;
   c.regs.forEach((v, i) => { if (i !== 4 && i < (m.bits === 64 ? 16 : 8)) cpu.setReg(i, v); });
   const sp = stackBase + BigInt(c.spOffset);
@@ -210,6 +211,19 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
     diff, real: realRun, emulated: emuRun, realEvents, emulatedEvents, target: lc.target,
     before: lc.before, afterReal, afterEmulated,
   };
+}
+
+/** `size` bytes repeating `pattern` (by doubling copies). */
+export function fillPattern(size: number, pattern: Uint8Array): Uint8Array {
+  const out = new Uint8Array(size);
+  let n = Math.min(pattern.length, size);
+  out.set(pattern.subarray(0, n));
+  while (n < size) {
+    const m = Math.min(n, size - n);
+    out.copyWithin(n, 0, m);
+    n += m;
+  }
+  return out;
 }
 
 function big(_: string, v: unknown): unknown {

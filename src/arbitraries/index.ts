@@ -1,0 +1,2 @@
+export { emuCase } from "./emulation.js";
+export { roundTripCase, regValue } from "./roundtrip.js";

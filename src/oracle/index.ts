@@ -1,0 +1,4 @@
+export { type EmuCase, type EmuResult, type Bench, type LoadedCase, prepare, runEmuCase, loadCase, armSite, realBytes, insnLength, CALLEE, COOKIE } from "./emulation.js";
+export { checkTrapInvariants, checkUserInt3, checkStrayInt3, type InvariantResult } from "./invariants.js";
+export { checkVariant, explainInequivalence, coverageCell, expectedCells, alignClass, ALIGN_CLASSES, type PropertyReport, type CampaignOptions } from "./campaign.js";
+export { runRoundTrip, type RoundTripCase, type RoundTripResult } from "./roundtrip.js";
