@@ -75,6 +75,7 @@ export class Cpu {
     if (user !== this.mem.user) {
       this.mem.user = user;
       this.mem.flush();
+      this.mem.gen++; // the fetch page was validated for the other privilege
     }
   }
 
@@ -184,17 +185,17 @@ export class Cpu {
     const hooked = this.hooks.instruction !== undefined;
     const mem = this.mem;
     // The fetch page and what it was validated against, kept in locals for the hot loop.
-    let fPage: Page | null = null, fLo = 0, fHi = 0, fGen = -1, fUser = false;
+    let fPage: Page | null = null, fLo = 0, fHi = 0, fGen = -1;
     while (steps < maxSteps) {
       try {
         while (steps < maxSteps) {
           const lo = this.ripLo, hi = this.ripHi;
           this.curLo = lo; this.curHi = hi;
           if (hasUntil && lo === uLo && hi === uHi) return this.result("until", steps);
-          if (fPage === null || ((lo ^ fLo) >>> 12) !== 0 || hi !== fHi || fGen !== mem.gen || fUser !== mem.user) {
+          if (fPage === null || ((lo ^ fLo) >>> 12) !== 0 || hi !== fHi || fGen !== mem.gen) {
             fPage = null;
             const p = mem.readPage(lo, hi, true, false);
-            fPage = p; fLo = lo; fHi = hi; fGen = mem.gen; fUser = mem.user;
+            fPage = p; fLo = lo; fHi = hi; fGen = mem.gen;
           }
           const code = fPage.code;
           let ins = code === null ? undefined : code[lo & 4095];

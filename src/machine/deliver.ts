@@ -48,7 +48,7 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
   const image = kind === "fault" ? c.flags | F.RF : c.flags;
   const mem = c.mem;
   const wasUser = mem.user;
-  if (wasUser) { mem.user = false; mem.flush(); } // frame writes are supervisor accesses
+  if (wasUser) { mem.user = false; mem.flush(); mem.gen++; } // frame writes are supervisor accesses
   try {
     if (c.bits === 64) deliver64(c, g.ist, oldCpl, newCpl, image, savedLo, savedHi, pushErr ? (errorCode as number) : undefined);
     else deliver32(c, oldCpl, newCpl, image, savedLo, pushErr ? (errorCode as number) : undefined);

@@ -228,7 +228,7 @@ function deliverFred(
   ];
   const mem = c.mem;
   const wasUser = mem.user;
-  if (wasUser) { mem.user = false; mem.flush(); } // frame writes are supervisor accesses
+  if (wasUser) { mem.user = false; mem.flush(); mem.gen++; } // frame writes are supervisor accesses
   try {
     for (let k = 7; k >= 0; k--) {
       const a = (base + BigInt(8 * k)) & M64;

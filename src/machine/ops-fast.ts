@@ -37,8 +37,27 @@ function isImm(k: OpKind): boolean {
   return k >= OpKind.Immediate8 && k <= OpKind.Immediate32to64 && k !== OpKind.Immediate8_2nd;
 }
 
+/** PUSH/POP of a full-width register: the commonest stack traffic in entry stubs. */
+function compileStackReg(ins: Instruction, bits: number): Exec | undefined {
+  const m = ins.mnemonic;
+  if ((m !== Mnemonic.Push && m !== Mnemonic.Pop) || ins.opCount !== 1 || ins.op0Kind !== OpKind.Register) return undefined;
+  const g = gpr(ins.op0Register);
+  const W = bits === 64 ? 8 : 4;
+  if (g === undefined || g[1] !== W) return undefined;
+  const r = g[0];
+  if (m === Mnemonic.Push) return (c) => c.pushW(c.lo[r], c.hi[r]);
+  if (r === 4) return undefined; // pop %rsp: the generic path has the exact semantics
+  return (c) => {
+    const v = c.peekW(0), h = c.th;
+    c.spAdd(W);
+    c.lo[r] = v; c.hi[r] = h;
+  };
+}
+
 /** A specialised executor for `ins`, or undefined to use the generic path. */
 export function compileFast(ins: Instruction, bits: number): Exec | undefined {
+  const st = compileStackReg(ins, bits);
+  if (st !== undefined) return st;
   if (ins.opCount !== 2 || ins.op0Kind !== OpKind.Register) return undefined;
   const dg = gpr(ins.op0Register);
   if (dg === undefined || (dg[1] !== 8 && dg[1] !== 4)) return undefined;
