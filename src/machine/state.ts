@@ -79,10 +79,12 @@ export function diffCpu(a: CpuState, b: CpuState, flagsMask = 0xffffffff): Regis
  */
 export function diffMemory(a: MemorySnapshot, b: MemorySnapshot, ignore: readonly (readonly [bigint, bigint])[] = []): MemoryDiff[] {
   const out: MemoryDiff[] = [];
-  const keys = new Set<number>(a.pages.keys());
-  for (const k of b.pages.keys()) keys.add(k);
-  const sorted = [...keys].sort((x, y) => x - y);
-  for (const k of sorted) {
+  // only pages that are not the same object can differ (copy-on-write)
+  const keys: number[] = [];
+  for (const [k, pa] of a.pages) if (b.pages.get(k) !== pa) keys.push(k);
+  for (const k of b.pages.keys()) if (!a.pages.has(k)) keys.push(k);
+  keys.sort((x, y) => x - y);
+  for (const k of keys) {
     const pa = a.pages.get(k), pb = b.pages.get(k);
     if (pa === pb) continue;
     const base = BigInt(k) << 12n;
