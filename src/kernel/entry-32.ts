@@ -1,5 +1,6 @@
 import { Code, Register as R } from "iced-x86";
 import { Assembler, mem, reg } from "../asm/index.js";
+import { assembleFtraceRegsCaller } from "./ftrace-caller.js";
 import type { Kernel } from "./kernel.js";
 
 /** SAVE_ALL's general registers in push order (entry_32.S): pt_regs->ax … ->bx. */
@@ -34,28 +35,47 @@ export interface Entry32Options {
   readonly handler: bigint;
 }
 
+export interface Entry32MoveOptions extends Entry32Options {
+  /** `subl $8, %esp` before the call (§7.6 mutant drops it). */
+  readonly reserve: boolean;
+}
+
 /**
- * int3 entry, i386 v5.2 (entry_32.S: `pushl $-1; SAVE_ALL; movl %esp,%eax; call do_int3;
- * jmp ret_from_exception`): a kernel-mode frame has no sp/ss, so pt_regs->sp/ss are the top
- * two words of the interrupted stack. No gap, no call emulation.
+ * The SAVE_ALL-style int3 entry all pre-v5.3 i386 designs share: `pushl $-1`, an optional
+ * RFC gap copy, the segment slots and SAVE_ALL's registers, `call handler(regs)`, then
+ * restore and IRET. `move` is the 2019-05-04 design's reservation and switch to the
+ * returned regs; `rfcCopy` the 2019-05-01 RFC's 64-bit-style copy.
  */
-export function assembleInt3Entry32V52(k: Kernel, at: bigint, o: Entry32Options): bigint {
+function assembleSaveAllEntry(k: Kernel, at: bigint, handler: bigint, o: { rfcCopy?: boolean; move?: { reserve: boolean } }): bigint {
   const a = new Assembler(32);
   a.ins(Code.Pushd_imm8, -1);
+  if (o.rfcCopy) {
+    const noGap = a.label("from_usermode_no_gap");
+    a.ins(Code.Test_rm8_imm8, mem(R.ESP, 8), 3);     // CS RPL
+    a.branch(Code.Jne_rel8_32, noGap);
+    for (let i = 0; i < 6; i++) a.ins(Code.Push_rm32, mem(R.ESP, 5 * 4));
+    a.bind(noGap);
+  }
   pushSegs(a, 4);
   saveGprs(a);
   a.ins(Code.Mov_rm32_r32, reg(R.EAX), reg(R.ESP));
-  a.ins(Code.Xor_rm32_r32, reg(R.EDX), reg(R.EDX));
-  a.branch(Code.Call_rel32_32, o.handler);
+  if (o.move === undefined) a.ins(Code.Xor_rm32_r32, reg(R.EDX), reg(R.EDX));
+  else if (o.move.reserve) a.ins(Code.Sub_rm32_imm8, reg(R.ESP), 8);
+  a.branch(Code.Call_rel32_32, handler);
+  if (o.move !== undefined) a.ins(Code.Mov_rm32_r32, reg(R.ESP), reg(R.EAX));
   restoreGprs(a);
   a.ins(Code.Add_rm32_imm8, reg(R.ESP), 5 * 4);   // ds, es, fs, gs, orig_eax
   a.ins(Code.Iretd);
   return finish(k, a, at);
 }
 
-export interface Entry32MoveOptions extends Entry32Options {
-  /** `subl $8, %esp` before the call (§7.6 mutant drops it). */
-  readonly reserve: boolean;
+/**
+ * int3 entry, i386 v5.2 (entry_32.S: `pushl $-1; SAVE_ALL; movl %esp,%eax; call do_int3;
+ * jmp ret_from_exception`): a kernel-mode frame has no sp/ss, so pt_regs->sp/ss are the top
+ * two words of the interrupted stack. No gap, no call emulation.
+ */
+export function assembleInt3Entry32V52(k: Kernel, at: bigint, o: Entry32Options): bigint {
+  return assembleSaveAllEntry(k, at, o.handler, {});
 }
 
 /**
@@ -65,18 +85,7 @@ export interface Entry32MoveOptions extends Entry32Options {
  * (`movl %eax, %esp`) before restoring.
  */
 export function assembleInt3Entry32Move(k: Kernel, at: bigint, o: Entry32MoveOptions): bigint {
-  const a = new Assembler(32);
-  a.ins(Code.Pushd_imm8, -1);
-  pushSegs(a, 4);
-  saveGprs(a);
-  a.ins(Code.Mov_rm32_r32, reg(R.EAX), reg(R.ESP));
-  if (o.reserve) a.ins(Code.Sub_rm32_imm8, reg(R.ESP), 8);
-  a.branch(Code.Call_rel32_32, o.handler);
-  a.ins(Code.Mov_rm32_r32, reg(R.ESP), reg(R.EAX));
-  restoreGprs(a);
-  a.ins(Code.Add_rm32_imm8, reg(R.ESP), 5 * 4);
-  a.ins(Code.Iretd);
-  return finish(k, a, at);
+  return assembleSaveAllEntry(k, at, o.handler, { move: { reserve: o.reserve } });
 }
 
 /**
@@ -85,22 +94,7 @@ export function assembleInt3Entry32Move(k: Kernel, at: bigint, o: Entry32MoveOpt
  * the interrupted stack into the "sp"/"ss" slots.
  */
 export function assembleInt3Entry32Rfc(k: Kernel, at: bigint, o: Entry32Options): bigint {
-  const a = new Assembler(32);
-  const noGap = a.label("from_usermode_no_gap");
-  a.ins(Code.Pushd_imm8, -1);
-  a.ins(Code.Test_rm8_imm8, mem(R.ESP, 8), 3);     // CS RPL
-  a.branch(Code.Jne_rel8_32, noGap);
-  for (let i = 0; i < 6; i++) a.ins(Code.Push_rm32, mem(R.ESP, 5 * 4));
-  a.bind(noGap);
-  pushSegs(a, 4);
-  saveGprs(a);
-  a.ins(Code.Mov_rm32_r32, reg(R.EAX), reg(R.ESP));
-  a.ins(Code.Xor_rm32_r32, reg(R.EDX), reg(R.EDX));
-  a.branch(Code.Call_rel32_32, o.handler);
-  restoreGprs(a);
-  a.ins(Code.Add_rm32_imm8, reg(R.ESP), 5 * 4);
-  a.ins(Code.Iretd);
-  return finish(k, a, at);
+  return assembleSaveAllEntry(k, at, o.handler, { rfcCopy: true });
 }
 
 export interface Entry32V53Options extends Entry32Options {
@@ -179,22 +173,7 @@ export function assembleInt3Entry32V53(k: Kernel, at: bigint, o: Entry32V53Optio
   return finish(k, a, at);
 }
 
-/** ftrace_regs_caller (trace/ftrace_32.S), reduced: save eax/ecx/edx and flags, call the tracer with (ip, parent_ip), restore, return. */
+/** ftrace_regs_caller (trace/ftrace_32.S), reduced: see assembleFtraceRegsCaller in ftrace-caller.ts. */
 export function assembleFtraceRegsCaller32(k: Kernel, at: bigint, tracer: bigint): bigint {
-  const a = new Assembler(32);
-  const saved = [R.EAX, R.ECX, R.EDX];
-  for (const r of saved) a.ins(Code.Push_r32, reg(r));
-  a.ins(Code.Pushfd);
-  const top = (saved.length + 1) * 4;
-  a.ins(Code.Mov_r32_rm32, reg(R.EAX), mem(R.ESP, top));       // return address = site + 5
-  a.ins(Code.Sub_rm32_imm8, reg(R.EAX), 5);
-  a.ins(Code.Mov_r32_rm32, reg(R.EDX), mem(R.ESP, top + 4));   // parent ip
-  a.branch(Code.Call_rel32_32, tracer);
-  a.ins(Code.Popfd);
-  for (const r of [...saved].reverse()) a.ins(Code.Pop_r32, reg(r));
-  a.ins(Code.Retnd);
-  const out = a.assemble(at);
-  k.m.load(at, out.bytes);
-  k.sym.set("ftrace_regs_caller", at);
-  return at + BigInt(out.bytes.length);
+  return assembleFtraceRegsCaller(k, at, tracer, 32);
 }

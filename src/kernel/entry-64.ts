@@ -1,5 +1,6 @@
 import { Code, Register as R } from "iced-x86";
 import { Assembler, mem, reg } from "../asm/index.js";
+import { assembleFtraceRegsCaller } from "./ftrace-caller.js";
 import type { Kernel } from "./kernel.js";
 
 /** pt_regs push order of PUSH_AND_CLEAR_REGS (entry/calling.h): di first, r15 last. */
@@ -42,28 +43,9 @@ export function assembleInt3Entry64(k: Kernel, at: bigint, o: Entry64Options): b
   return at + BigInt(out.bytes.length);
 }
 
-/**
- * ftrace_regs_caller (trace/ftrace_64.S), reduced to what the properties observe: save the
- * caller-saved registers and flags, call the tracer with (ip = return address − 5, parent_ip),
- * restore everything, return. A real callee, so "into the callee" checks run through it.
- */
+/** ftrace_regs_caller (trace/ftrace_64.S), reduced: see assembleFtraceRegsCaller in ftrace-caller.ts. */
 export function assembleFtraceRegsCaller64(k: Kernel, at: bigint, tracer: bigint): bigint {
-  const a = new Assembler(64);
-  const saved = [R.RDI, R.RSI, R.RDX, R.RCX, R.RAX, R.R8, R.R9, R.R10, R.R11];
-  for (const r of saved) a.ins(Code.Push_r64, reg(r));
-  a.ins(Code.Pushfq);
-  const top = (saved.length + 1) * 8;
-  a.ins(Code.Mov_r64_rm64, reg(R.RDI), mem(R.RSP, top));      // return address = site + 5
-  a.ins(Code.Sub_rm64_imm8, reg(R.RDI), 5);                   // MCOUNT_INSN_SIZE
-  a.ins(Code.Mov_r64_rm64, reg(R.RSI), mem(R.RSP, top + 8));  // parent ip
-  a.branch(Code.Call_rel32_64, tracer);
-  a.ins(Code.Popfq);
-  for (const r of [...saved].reverse()) a.ins(Code.Pop_r64, reg(r));
-  a.ins(Code.Retnq);
-  const out = a.assemble(at);
-  k.m.load(at, out.bytes);
-  k.sym.set("ftrace_regs_caller", at);
-  return at + BigInt(out.bytes.length);
+  return assembleFtraceRegsCaller(k, at, tracer, 64);
 }
 
 /**
