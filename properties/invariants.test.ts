@@ -38,6 +38,15 @@ describe("handler invariants", () => {
 });
 
 describe("the invariants bite", () => {
+  test("x86_64/mutant/iret-from-original-frame: the return consumes a frame that was not built", () => {
+    const b = prepare(byName("x86_64/mutant/iret-from-original-frame"));
+    const r = fc.check(fc.property(emuCase(b.k.L, ["jmp32"]), (c) => checkTrapInvariants(b, c).violations.length === 0), { numRuns: 50 });
+    expect(r.failed).toBe(true);
+    const ce = r.counterexample?.[0];
+    if (ce === undefined) throw new Error("no counterexample");
+    expect(checkTrapInvariants(b, ce).violations.join("\n")).toMatch(/consumed the frame at .* not the one built/);
+  });
+
   const byName = (n: string): Variant => [...MUTANTS_64, ...MUTANTS_32, ...MUTANTS_FRED].find((x) => x.name === n) as Variant;
   test.each(["x86_64/mutant/no-gap", "x86_64-fred/mutant/red-zone-0"])("%s: the push lands in the live frame", (name) => {
     const mu = byName(name);

@@ -11,6 +11,8 @@ export interface Entry64Options {
   readonly gapWords: number;
   /** C handler the stub calls with (regs, error_code). */
   readonly handler: bigint;
+  /** Mutant: after restoring, skip the copy and IRETQ through the original hardware frame. */
+  readonly exitFromOriginal?: boolean;
 }
 
 /**
@@ -36,6 +38,7 @@ export function assembleInt3Entry64(k: Kernel, at: bigint, o: Entry64Options): b
   a.branch(Code.Call_rel32_64, o.handler);
   for (const r of [...SAVE_ORDER].reverse()) a.ins(Code.Pop_r64, reg(r));
   a.ins(Code.Add_rm64_imm8, reg(R.RSP), 8);          // skip orig_ax
+  if (o.exitFromOriginal && o.gapWords > 0) a.ins(Code.Add_rm64_imm8, reg(R.RSP), 8 * o.gapWords);
   a.ins(Code.Iretq);
   const out = a.assemble(at);
   k.m.load(at, out.bytes);

@@ -15,6 +15,8 @@ export interface Parts64 {
   readonly chain: (k: Kernel) => Int3Chain;
   /** §7.14: a second int3 entry (Xen PV's `xenint3`) assembled without the gap and wired to #BP. */
   readonly xenPvEntry?: boolean;
+  /** Mutant: the exit IRETQs through the original hardware frame, not the gap copy. */
+  readonly exitFromOriginal?: boolean;
 }
 
 /**
@@ -30,7 +32,7 @@ export function buildKernel64(p: Parts64): Kernel {
   const tracer = k.host("ftrace_ops_list_func", (call) => {
     k.events.push({ kind: "traced", ip: call.arg(0), parentIp: call.arg(1) });
   });
-  let next = assembleInt3Entry64(k, L.text, { gapWords: p.gapWords, handler: doInt3 });
+  let next = assembleInt3Entry64(k, L.text, { gapWords: p.gapWords, handler: doInt3, exitFromOriginal: p.exitFromOriginal === true });
   let int3 = k.addr("asm_int3");
   if (p.xenPvEntry) {
     const at = (next + 0x3fn) & ~0x3fn;
@@ -149,6 +151,12 @@ export const MUTANTS_64: readonly Variant[] = [
     breaks: "§7.14 (b23e5844dfe7): a second entry path for #BP (Xen PV `idtentry xenint3 … ` without create_gap)",
     summary: "#BP wired to a gapless second entry",
     boot: () => buildKernel64({ gapWords: 6, chain: pokeChain(POKE_V56), xenPvEntry: true }),
+  },
+  {
+    name: "x86_64/mutant/iret-from-original-frame", bits: 64, frame: "idt", sites: "poke", emulates: BASIC, mutantOf: "x86_64/v5.6",
+    breaks: "the exit returns through the original hardware frame instead of the gap copy: updates to regs->ip/sp are lost",
+    summary: "IRETQ from the uncopied frame",
+    boot: () => buildKernel64({ gapWords: 6, chain: pokeChain(POKE_V56), exitFromOriginal: true }),
   },
   {
     name: "x86_64/mutant/jcc-and-for-or", bits: 64, frame: "idt", sites: "poke", emulates: ["jcc8", "jcc32"], mutantOf: "x86_64/v6.2",

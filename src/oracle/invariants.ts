@@ -21,7 +21,8 @@ const hex = (v: bigint): string => "0x" + v.toString(16);
  * R + W, since the popped slot is dead), and a CALL's
  * emulated push [R−W, R) never overlaps the frame that the trap-ending return consumes
  * (the live exception frame: the copy on x86-64, the FRED frame with fred_info, the rebuilt
- * IRET frame on i386 v5.3).
+ * IRET frame on i386 v5.3), and that return consumes exactly the frame the exit path built
+ * from the pt_regs the handler worked on.
  */
 export function checkTrapInvariants(b: Bench, c: EmuCase): InvariantResult {
   const m = b.k.m;
@@ -35,6 +36,10 @@ export function checkTrapInvariants(b: Bench, c: EmuCase): InvariantResult {
   const violations: string[] = [];
   let phase: "before" | "trap" | "after" = "before";
   let exitFrame: [bigint, bigint] | undefined;
+  // The pt_regs the C handler got, and (2019-05-04 i386 design) the one it returned.
+  let regsIn: bigint | undefined, regsOut: bigint | undefined, afterHost = false;
+  const movesRegs = b.k.sym.has("do_kernel_int3");
+  let built: bigint[] = [];
   const unhooks = [
     m.onException((_cpu, e) => {
       if (phase === "before" && e.vector === 3) phase = "trap";
@@ -44,9 +49,13 @@ export function checkTrapInvariants(b: Bench, c: EmuCase): InvariantResult {
       if (a < lc.stackBase || a + BigInt(n) > top) violations.push(`write of ${n} bytes at ${hex(a)} outside the interrupted stack below ${hex(top)}`);
     }),
     m.onInstruction((cpu, _a, insn) => {
+      if (phase !== "trap") return;
+      if (afterHost) { afterHost = false; if (movesRegs) regsOut = cpu.reg(0); }
+      if (insn.mnemonic === -1 && regsIn === undefined) { regsIn = cpu.reg(m.bits === 64 ? 7 : 0); afterHost = true; }
       const size = EXIT_FRAME[insn.mnemonic];
-      if (phase === "trap" && size !== undefined) {
+      if (size !== undefined) {
         exitFrame = [cpu.sp, cpu.sp + BigInt(size)];
+        built = builtFrames(b, regsOut ?? regsIn);
         phase = "after";
       }
     }),
@@ -54,13 +63,33 @@ export function checkTrapInvariants(b: Bench, c: EmuCase): InvariantResult {
   try {
     const r = m.run({ maxSteps: 500 });
     if (exitFrame === undefined) violations.push(`the trap never returned (run: ${r.reason} ${r.detail ?? ""})`);
-    else if (c.kind === "call" && R - W < exitFrame[1] && R > exitFrame[0]) {
-      violations.push(`the emulated push [${hex(R - W)}, ${hex(R)}) lands in the live frame [${hex(exitFrame[0])}, ${hex(exitFrame[1])})`);
+    else {
+      if (c.kind === "call" && R - W < exitFrame[1] && R > exitFrame[0]) {
+        violations.push(`the emulated push [${hex(R - W)}, ${hex(R)}) lands in the live frame [${hex(exitFrame[0])}, ${hex(exitFrame[1])})`);
+      }
+      if (!built.includes(exitFrame[0])) {
+        violations.push(`the trap's return consumed the frame at ${hex(exitFrame[0])}, not the one built (${built.map(hex).join(" or ") || "no pt_regs seen"})`);
+      }
     }
   } finally {
     for (const u of unhooks) u();
   }
   return { violations, exitFrame };
+}
+
+/**
+ * Where the frame the trap's return must consume was built, given the pt_regs the exit
+ * path restores from: IRETQ pops pt_regs->ip..ss; ERETS the FRED frame starting at
+ * pt_regs->orig_ax; i386 IRET pops pt_regs->ip..flags, or (v5.3 IRET_FRAME) the three words
+ * rebuilt just below the modified regs->sp.
+ */
+function builtFrames(b: Bench, regs: bigint | undefined): bigint[] {
+  if (regs === undefined) return [];
+  const m = b.k.m;
+  if (b.variant.frame === "fred") return [regs + 120n];
+  if (m.bits === 64) return [regs + 128n];
+  const sp = BigInt(m.read32(regs + 60n));
+  return [regs + 48n, sp - 12n];
 }
 
 /**
