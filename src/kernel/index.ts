@@ -14,3 +14,4 @@ export { ftraceInt3HandlerV52, ftraceInt3HandlerV51, ftraceInt3Handler32V52, ftr
 export { doInt3, installDoInt3, installDieGates, notifyDieInt3, type Int3Chain } from "./traps.js";
 export { int3SelftestNotifier } from "./selftest.js";
 export { ALL_VARIANTS, ALL_MUTANTS, variantByName } from "./registry.js";
+export { updateFtraceFunc, ftraceCallReplace, type FtraceUpdateStep } from "./ftrace-update.js";

@@ -26,6 +26,11 @@ export interface EmuCase {
   /** Interrupted SP as an offset into that stack (any alignment). */
   readonly spOffset: number;
   readonly stackBytes: Uint8Array;
+  /**
+   * For ftrace variants: the site is the ftrace trampoline's own call site being updated
+   * (update_ftrace_func: ftrace_update_func / ftrace_update_func_call), not an fentry site.
+   */
+  readonly trampoline?: boolean;
 }
 
 /** Bytes of the instruction at `site` (the "real" instruction, the one being installed). */
@@ -133,11 +138,12 @@ export function loadCase(b: Bench, c: EmuCase): LoadedCase {
   const L = k.L;
   m.restore(b.pristine);
   resetKernel(k);
-  const target = variant.sites === "ftrace" ? k.addr("ftrace_regs_caller") : c.target;
+  const fentry = variant.sites === "ftrace" && c.trampoline !== true;
+  const target = fentry ? k.addr("ftrace_regs_caller") : c.target;
   const len = insnLength(c.kind);
   m.map(c.site & ~0xfffn, 0x2000, Perm.R | Perm.X);
   m.map(COOKIE[m.bits], 0x1000, Perm.R | Perm.W);
-  if (variant.sites !== "ftrace") {
+  if (!fentry) {
     m.map(target & ~0xfffn, 0x2000, Perm.R | Perm.X);
     m.load(target, c.kind === "call" ? CALLEE[m.bits] : [0xf4]);
   }
@@ -169,7 +175,11 @@ export function armSite(b: Bench, c: EmuCase, lc: LoadedCase): void {
   const m = k.m;
   resetKernel(k);
   m.load(c.site, [0xcc]);
-  if (variant.sites === "ftrace") {
+  if (variant.sites === "ftrace" && c.trampoline === true) {
+    k.ftraceUpdateFunc = c.site;
+    k.ftraceUpdateFuncCall = lc.target;
+    k.modifyingFtraceCode = 1;
+  } else if (variant.sites === "ftrace") {
     k.ftraceRecords.add(c.site);
     k.modifyingFtraceCode = 1;
   } else if (variant.sites === "notifier") {
