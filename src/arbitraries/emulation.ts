@@ -45,9 +45,13 @@ export function emuCase(L: KernelLayout, kinds: readonly PatchKind[]): fc.Arbitr
     stack: fc.constantFrom("task" as const, "irq" as const),
     // leave room below for the kernel's frames and above for a RET's return address
     // 16-byte slot + residue: on 64-bit the two 8-byte-aligned classes are weighted in; on
-    // 32-bit the residue is uniform, so every ESP mod 4 class comes up equally
+    // 32-bit the residue is uniform, so every ESP mod 4 class comes up equally. Slots that are
+    // multiples of 4 (R ≡ 0 mod 64, where FRED's frame meets the red zone) are weighted in too.
     spOffset: fc.tuple(
-      fc.integer({ min: 64, max: Math.floor((L.threadSize - 2 * W) / 16) - 1 }),
+      fc.oneof(
+        fc.integer({ min: 64, max: Math.floor((L.threadSize - 2 * W) / 16) - 1 }),
+        fc.integer({ min: 16, max: Math.floor((L.threadSize - 2 * W) / 64) - 1 }).map((q) => q * 4),
+      ),
       W === 8 ? fc.oneof(fc.constantFrom(0, 8), fc.integer({ min: 0, max: 15 })) : fc.integer({ min: 0, max: 15 }),
     ).map(([slot, r]) => slot * 16 + r),
     stackBytes: fc.uint8Array({ minLength: 1, maxLength: 32 }),

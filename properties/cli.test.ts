@@ -1,0 +1,177 @@
+import { execSync } from "node:child_process";
+import { existsSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, join, relative } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from "vitest";
+import { main } from "../src/cli/main.js";
+import { HELP } from "../src/cli/help.js";
+import { ALL_MUTANTS, PATCH_KINDS } from "../src/index.js";
+
+// The `int3bed` command, called as a function: exit codes, what a failure reads like, the
+// kill matrix, bad usage, --json.
+
+const REPO = join(dirname(fileURLToPath(import.meta.url)), "..");
+// A candidate module lives next to the repo so it can import the built library (dist):
+// Node cannot import the TypeScript sources vitest runs.
+const CANDIDATE = join(REPO, "properties", "support", `tmp-candidate-${process.pid}.mjs`);
+
+interface Output { code: number; out: string; err: string }
+
+function run(...argv: string[]): Output {
+  const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
+  const error = vi.spyOn(console, "error").mockImplementation(() => undefined);
+  try {
+    const code = main(argv);
+    const text = (calls: unknown[][]): string => calls.map((c) => c.map(String).join(" ")).join("\n");
+    return { code, out: text(log.mock.calls), err: text(error.mock.calls) };
+  } finally {
+    log.mockRestore();
+    error.mockRestore();
+  }
+}
+
+beforeAll(() => {
+  try {
+    execSync("npx tsc -p tsconfig.build.json", { cwd: REPO, stdio: "pipe", timeout: 60_000 });
+  } catch (e) {
+    // tsc emits despite type errors elsewhere in the tree; only a missing dist is fatal
+    if (!existsSync(join(REPO, "dist", "src", "index.js"))) throw new Error(`could not build dist for the --candidate test: ${String(e)}`);
+  }
+  writeFileSync(CANDIDATE, `
+import { buildKernel64, pokeInt3HandlerEmulate } from "../../dist/src/index.js";
+export default {
+  name: "mine/x86_64-gap-4", bits: 64, frame: "idt", sites: "poke", emulates: ["call", "jmp32"],
+  summary: "a 4-word gap",
+  boot: () => buildKernel64({ gapWords: 4, chain: () => ({ poke: (k, regs) => pokeInt3HandlerEmulate(k, regs, { ret: false, jcc: false }) }) }),
+};
+`);
+}, 60_000);
+
+afterAll(() => rmSync(CANDIDATE, { force: true }));
+afterEach(() => vi.restoreAllMocks());
+
+describe("int3bed check", () => {
+  test("a built-in variant holds: exit 0, the table, the seed", () => {
+    const r = run("check", "--variant", "x86_64/v5.6", "--runs", "50");
+    expect(r.code).toBe(0);
+    expect(r.err).toBe("");
+    expect(r.out).toMatch(/seed 20191105/);
+    expect(r.out).toMatch(/x86_64\/v5\.6 +50 +held/);
+    expect(r.out).toMatch(/all 2 properties held over 1 variant/);
+  });
+
+  test("selection: --arch and --opcode narrow the variants and their kinds", () => {
+    const r = run("--arch", "fred", "--opcode", "ret", "--runs", "30", "--json");
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.out) as { results: { variant: string }[] };
+    expect(new Set(doc.results.map((x) => x.variant))).toEqual(new Set(["x86_64-fred/v6.9"]));
+  });
+
+  test("a broken candidate: exit 1, the site in GAS syntax, the differing registers, the replay command", () => {
+    const file = relative(process.cwd(), CANDIDATE);
+    const r = run("check", "--candidate", file, "--runs", "100");
+    expect(r.code).toBe(1);
+    expect(r.out).toMatch(/FAILED {2}emulated ≡ real {2}mine\/x86_64-gap-4/);
+    expect(r.out).toMatch(/site +0x[0-9a-f]+: e8( [0-9a-f]{2}){4} +call 0x[0-9a-f]+/);
+    expect(r.out).toMatch(/rsp +0x[0-9a-f]+ .*≠ +0x[0-9a-f]+/);
+    expect(r.out).toMatch(/emulated run +stopped/);
+    const replay = /replay +(int3bed check .*)/.exec(r.out)?.[1];
+    expect(replay).toMatch(new RegExp(`^int3bed check --candidate \\S+ --variant mine/x86_64-gap-4 --seed 20191105 --path [0-9:]+ --runs 100$`));
+    // the replay command replays: the same failure again
+    const again = run(...(replay ?? "").split(" ").slice(1));
+    expect(again.code).toBe(1);
+    expect(again.out).toMatch(/call 0x[0-9a-f]+/);
+  });
+
+  test("--json: one document with the results and the counterexample as plain JSON", () => {
+    const r = run("check", "--candidate", CANDIDATE, "--json", "--runs", "50", "--seed", "7");
+    expect(r.code).toBe(1);
+    const doc = JSON.parse(r.out) as {
+      command: string; seed: number;
+      results: { variant: string; property: string; runs: number; ok: boolean; ms: number; missing: string[]; path: string | null; detail: string | null;
+        counterexample: { site: string; regs: string[]; stackBytes: number[] } | null }[];
+    };
+    expect(doc.command).toBe("check");
+    expect(doc.seed).toBe(7);
+    expect(doc.results.map((x) => x.property)).toEqual(["emulated ≡ real", "handler invariants"]);
+    const [eq] = doc.results;
+    expect(eq).toMatchObject({ variant: "mine/x86_64-gap-4", ok: false, missing: [] });
+    expect(typeof eq.runs).toBe("number");
+    expect(typeof eq.ms).toBe("number");
+    expect(eq.path).toMatch(/^\d+(:\d+)*$/);
+    expect(eq.counterexample?.site).toMatch(/^0x[0-9a-f]+$/);
+    expect(eq.counterexample?.regs).toHaveLength(16);
+    expect(eq.counterexample?.stackBytes.every((b) => typeof b === "number")).toBe(true);
+  });
+});
+
+describe("int3bed mutants", () => {
+  test("every built-in mutant is killed: exit 0, the kill matrix with the breaks text", () => {
+    const r = run("mutants", "--runs", "300");
+    expect(r.code).toBe(0);
+    for (const m of ALL_MUTANTS) expect(r.out).toContain(m.name);
+    expect(r.out).toContain(ALL_MUTANTS[0].breaks);
+    expect(r.out).toMatch(/killed after \d+/);
+    expect(r.out).toMatch(new RegExp(`${ALL_MUTANTS.length} of ${ALL_MUTANTS.length} mutants killed`));
+  });
+
+  test("too few runs: a survivor is exit 1 and named", () => {
+    const r = run("mutants", "--runs", "1", "--json");
+    expect(r.code).toBe(1);
+    const doc = JSON.parse(r.out) as { command: string; results: { mutant: string; killed: boolean }[] };
+    expect(doc.command).toBe("mutants");
+    expect(doc.results).toHaveLength(ALL_MUTANTS.length);
+    expect(doc.results.some((x) => !x.killed)).toBe(true);
+  });
+});
+
+describe("bad usage", () => {
+  const cases: [string, string[], RegExp][] = [
+    ["unknown flag", ["check", "--frob"], /unknown flag '--frob'/],
+    ["unknown subcommand", ["frobnicate"], /unknown command 'frobnicate'/],
+    ["non-integer --runs", ["check", "--runs", "12x"], /--runs takes a positive integer/],
+    ["non-integer --seed", ["--seed", "1.5"], /--seed takes a 32-bit integer/],
+    ["missing --variant value", ["check", "--variant"], /--variant needs a value/],
+    ["unknown variant", ["check", "--variant", "x86_64/v9.9"], /no variant 'x86_64\/v9\.9'; known: .*x86_64\/v5\.6/],
+    ["unknown --opcode kind", ["check", "--opcode", "jmp16"], /unknown --opcode 'jmp16'; valid: call/],
+    ["unknown --arch", ["check", "--arch", "arm64"], /unknown --arch 'arm64'/],
+    ["a flag of another command", ["mutants", "--variant", "x86_64/v5.6"], /unknown flag '--variant' for 'mutants'/],
+  ];
+  test.each(cases)("%s: exit 2, one line and the help on stderr, no stack trace", (_, argv, message) => {
+    const r = run(...argv);
+    expect(r.code).toBe(2);
+    expect(r.out).toBe("");
+    const [first, second] = r.err.split("\n");
+    expect(first).toMatch(/^int3bed: /);
+    expect(first).toMatch(message);
+    expect(second).toBe("");
+    expect(r.err).toContain(HELP);
+    expect(r.err).not.toMatch(/\n\s+at /);
+  });
+
+  test("a bad candidate file: exit 2 and one line", () => {
+    const missing = run("check", "--candidate", join(REPO, "properties", "support", "no-such-candidate.mjs"));
+    expect(missing.code).toBe(2);
+    expect(missing.err).toMatch(/^int3bed: --candidate: no such file/);
+    expect(missing.err.split("\n")).toHaveLength(1);
+    const notAVariant = CANDIDATE.replace(/\.mjs$/, "-bad.mjs");
+    writeFileSync(notAVariant, "export const gap = 4;\n");
+    try {
+      const bad = run("check", "--candidate", notAVariant);
+      expect(bad.code).toBe(2);
+      expect(bad.err).toMatch(/^int3bed: --candidate .*: no default export and no 'variant' or 'variants' export \(it exports gap\)$/);
+    } finally {
+      rmSync(notAVariant, { force: true });
+    }
+  });
+});
+
+describe("help", () => {
+  test("lists every command and flag, one line each", () => {
+    const r = run("--help");
+    expect(r.code).toBe(0);
+    for (const cmd of ["\\[check\\]", "mutants", "machine-check", "help"]) expect(r.out).toMatch(new RegExp(`^  int3bed ${cmd} `, "m"));
+    for (const flag of ["--variant", "--arch", "--opcode", "--candidate", "--runs", "--seed", "--path", "--json"]) expect(r.out).toMatch(new RegExp(`^  ${flag} `, "m"));
+    for (const k of PATCH_KINDS) expect(r.out).toContain(k);
+  });
+});
