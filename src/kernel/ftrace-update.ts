@@ -4,7 +4,7 @@ import { CALL_INSN_OPCODE, CALL_INSN_SIZE, INT3_INSN_OPCODE } from "./text-patch
 /** The points at which update_ftrace_func syncs the other CPUs (run_sync, an IPI). */
 export type FtraceUpdateStep = "break" | "update" | "finish";
 
-/** `call target` at `ip` (ftrace_call_replace). */
+/** ftrace_call_replace — arch/x86/kernel/ftrace.c v5.2: the bytes of `call target` at `ip`. */
 export function ftraceCallReplace(ip: bigint, target: bigint): number[] {
   const rel = Number(BigInt.asIntN(32, target - (ip + BigInt(CALL_INSN_SIZE))));
   return [CALL_INSN_OPCODE, rel & 0xff, (rel >>> 8) & 0xff, (rel >>> 16) & 0xff, (rel >>> 24) & 0xff];

@@ -96,7 +96,7 @@ function mkInsn(exec: Exec, len: number, lo: number, hi: number, bits: number, m
   const s = (lo >>> 0) + len;
   const nLo = s | 0;
   const nHi = bits === 64 ? (hi + (s >= 4294967296 ? 1 : 0)) | 0 : 0;
-  return { exec, len, nLo, nHi, mnemonic, valid: true, bytes };
+  return { exec, len, nLo, nHi, mnemonic, bytes };
 }
 
 function decodeOne(bits: number, addr: bigint, bytes: Uint8Array): { tooShort: boolean; exec: Exec; len: number; mnemonic: number } {

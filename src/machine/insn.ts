@@ -13,8 +13,6 @@ export interface Insn {
   readonly nHi: number;
   /** iced-x86 Mnemonic, for hooks, coverage and listings. */
   readonly mnemonic: number;
-  /** Cleared when a write overlaps the instruction's bytes. */
-  valid: boolean;
   /** The instruction's bytes as decoded. */
   readonly bytes: Uint8Array;
 }

@@ -97,7 +97,6 @@ export class Memory {
   private dropCode(key: number): void {
     const p = this.pages.get(key);
     if (p && p.code) {
-      for (const ins of p.code) if (ins) ins.valid = false;
       p.code = null;
       this.gen++;
     }
@@ -290,7 +289,6 @@ export class Memory {
       for (let s = Math.max(0, off - 14); s < off + len && s < PAGE_SIZE; s++) {
         const ins = code[s];
         if (ins !== undefined && s + ins.len > off) {
-          ins.valid = false;
           code[s] = undefined;
         }
       }
@@ -302,7 +300,6 @@ export class Memory {
         for (let s = PAGE_SIZE - 14; s < PAGE_SIZE; s++) {
           const ins = pc[s];
           if (ins !== undefined && s + ins.len > PAGE_SIZE + off) {
-            ins.valid = false;
             pc[s] = undefined;
           }
         }

@@ -1,6 +1,6 @@
 import type { Cpu } from "./cpu.js";
 import { REG_NAMES_32, REG_NAMES_64 } from "./cpu.js";
-import type { Memory, MemorySnapshot } from "./memory.js";
+import type { MemorySnapshot } from "./memory.js";
 import { toBig } from "./u64.js";
 
 /** Architectural CPU state, copied out (plain data). */
@@ -127,4 +127,3 @@ export function diffStates(a: MachineSnapshot, b: MachineSnapshot, opts: DiffOpt
   return { registers, memory, equal: registers.length === 0 && memory.length === 0 };
 }
 
-export type { Memory };

@@ -6,7 +6,6 @@
  * registers and Smis. BigInt appears only at the API boundary (readable addresses).
  */
 
-const TWO32 = 4294967296;
 
 /** Joins halves into an unsigned 64-bit bigint. */
 export function toBig(lo: number, hi: number): bigint {
@@ -37,14 +36,6 @@ export function hex(v: bigint | number, digits = 0): string {
 /** Page number key for the 4 KiB page holding (lo, hi); exact as a double (< 2^52). */
 export function pageKey(lo: number, hi: number): number {
   return (hi >>> 0) * 1048576 + (lo >>> 12);
-}
-
-/** Adds a signed 32-bit delta to (lo, hi); returns lo, writes hi into out[0]. */
-export function addDelta(lo: number, hi: number, delta: number, out: Int32Array): number {
-  const s = (lo >>> 0) + delta;
-  const carry = Math.floor(s / TWO32);
-  out[0] = (hi + carry) | 0;
-  return s | 0;
 }
 
 /** True when (lo, hi) is canonical for 48-bit linear addresses. */
