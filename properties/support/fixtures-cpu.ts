@@ -19,6 +19,22 @@ export interface RecordedCase {
   readonly after: RecordedState;
 }
 
+/** One case as usermode.c writes it in format 2: a fill seed and differences (see expandCase). */
+interface CompactState {
+  readonly regs: Readonly<Record<string, string>>;
+  readonly ip: string;
+  readonly flags: string;
+  readonly win: readonly (readonly [number, string])[];
+}
+interface CompactCase {
+  readonly kind: string;
+  readonly bytes: string;
+  readonly target: string;
+  readonly fill: string;
+  readonly before: CompactState;
+  readonly after: CompactState;
+}
+
 export interface RecordingHeader {
   readonly arch: "x86_64" | "i386";
   readonly seed: number;
@@ -29,6 +45,8 @@ export interface RecordingHeader {
   readonly stackSize: number;
   readonly window: number;
   readonly flagsMask: string;
+  /** 2: cases store a fill seed and differences (absent: full states, the first recordings). */
+  readonly format?: number;
 }
 
 export interface ToolHeader { readonly cpu: string; readonly gcc: string; readonly seed: number; readonly cases: number }
@@ -43,6 +61,44 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === "object" && v !== null;
 }
 
+/** mulberry32, as usermode.c's frnd(): the generator of a case's random registers and window. */
+function mulberry32(seed: number): () => number {
+  let s = seed | 0;
+  return () => {
+    s = (s + 0x6d2b79f5) | 0;
+    let t = Math.imul(s ^ (s >>> 15), s | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+
+/** Applies a compact state's differences to full registers (hex strings) and window bytes. */
+function applyState(regs: string[], win: Uint8Array, d: CompactState): RecordedState {
+  for (const [i, v] of Object.entries(d.regs)) regs[Number(i)] = v;
+  for (const [off, h] of d.win) win.set(Buffer.from(h, "hex"), off);
+  return { regs: [...regs], ip: d.ip, flags: d.flags, win: Buffer.from(win).toString("hex") };
+}
+
+/**
+ * Expands a format-2 case: the fill (registers, then the window, from mulberry32 seeded with
+ * `fill`), the case's changes on top of it (before), and the instruction's changes (after).
+ */
+function expandCase(c: CompactCase, h: RecordingHeader): RecordedCase {
+  const next = mulberry32(parseInt(c.fill, 16));
+  const n = h.arch === "x86_64" ? 16 : 8;
+  const regs: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const lo = next();
+    regs.push(n === 16 ? ((BigInt(next()) << 32n) | BigInt(lo)).toString(16) : lo.toString(16));
+  }
+  const win = new Uint8Array(2 * h.window);
+  const dv = new DataView(win.buffer);
+  for (let i = 0; i < win.length; i += 4) dv.setUint32(i, next(), true);
+  const before = applyState(regs, win, c.before);
+  const after = applyState(regs, win, c.after);
+  return { kind: c.kind, bytes: c.bytes, target: c.target, before, after };
+}
+
 /** Parses JSON lines written by usermode.c (optionally preceded by regenerate.sh's tool line). */
 export function parseRecording(text: string): Recording {
   let tool: ToolHeader | undefined;
@@ -54,7 +110,10 @@ export function parseRecording(text: string): Recording {
     if (!isObject(v)) throw new Error(`not an object: ${line.slice(0, 80)}`);
     if (v.tool === true) tool = v as unknown as ToolHeader;
     else if (v.header === true) header = v as unknown as RecordingHeader;
-    else cases.push(v as unknown as RecordedCase);
+    else if (typeof v.fill === "string") {
+      if (header === undefined) throw new Error("case before the header line");
+      cases.push(expandCase(v as unknown as CompactCase, header));
+    } else cases.push(v as unknown as RecordedCase);
   }
   if (header === undefined) throw new Error("recording has no header line");
   return { tool, header, cases };
