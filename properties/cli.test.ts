@@ -175,3 +175,117 @@ describe("help", () => {
     for (const k of PATCH_KINDS) expect(r.out).toContain(k);
   });
 });
+
+// ---- stack diagrams, --report, explain (issue 5: counterexamples people can read) ----------
+
+const fsx = await import("node:fs");
+const osx = await import("node:os");
+
+describe("stack diagrams in failure reports and --report DIR", () => {
+  test("a failing check prints the diagrams and writes one page with one <svg> per phase per failure", () => {
+    const dir = fsx.mkdtempSync(join(osx.tmpdir(), "int3bed-report-"));
+    try {
+      const r = run("check", "--variant", "x86_64/mutant/no-gap", "--runs", "50", "--report", join(dir, "new", "sub"));
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(/┌─ after delivery: the CPU aligned RSP down to 16/);
+      expect(r.out).toMatch(/pushed return address = pt_regs->ss .*⚠ the push overwrote pt_regs->ss/);
+      expect(r.out).toMatch(/report: .*index\.html/);
+      const html = fsx.readFileSync(join(dir, "new", "sub", "index.html"), "utf8");
+      expect(html).toMatch(/^<!DOCTYPE html>/);
+      expect(html).not.toMatch(/(src|href)=["']?(https?:)?\/\//);
+      const sections = html.split('<section class="failure"').slice(1);
+      expect(sections.length).toBe(2); // both properties fail
+      for (const s of sections) {
+        expect(s).toContain("int3bed check --variant x86_64/mutant/no-gap --seed 20191105 --path ");
+        expect(s).toMatch(/call site=0x/); // the shrunk case
+        const svgs = (s.match(/<svg /g) ?? []).length, missing = (s.match(/class="missing"/g) ?? []).length;
+        expect(svgs + missing).toBe(4);
+        expect(svgs).toBeGreaterThanOrEqual(3);
+        expect((s.match(/<\/svg>/g) ?? []).length).toBe(svgs);
+      }
+    } finally {
+      fsx.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("mutants --report: a page with the counterexamples that killed them", () => {
+    const dir = fsx.mkdtempSync(join(osx.tmpdir(), "int3bed-report-"));
+    try {
+      const r = run("mutants", "--runs", "30", "--report", dir, "--json");
+      JSON.parse(r.out); // the report line goes to stderr with --json
+      expect(r.err).toMatch(/^report: .*index\.html$/);
+      const html = fsx.readFileSync(join(dir, "index.html"), "utf8");
+      expect((html.match(/<section class="failure"/g) ?? []).length).toBeGreaterThan(5);
+      expect(html).toContain("x86_64/mutant/no-gap");
+    } finally {
+      fsx.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("a --report directory that cannot be made: exit 2, one line, before any campaign runs", () => {
+    const dir = fsx.mkdtempSync(join(osx.tmpdir(), "int3bed-report-"));
+    const file = join(dir, "a-file");
+    fsx.writeFileSync(file, "x");
+    try {
+      for (const cmd of ["check", "mutants"]) {
+        const r = run(cmd, "--report", join(file, "sub"));
+        expect(r.code).toBe(2);
+        expect(r.out).toBe("");
+        expect(r.err.split("\n")[0]).toMatch(/^int3bed: --report: cannot create or write the directory '.*a-file\/sub' \(ENOTDIR\)$/);
+      }
+    } finally {
+      fsx.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("int3bed explain", () => {
+  test("steps through both runs, draws every phase, ends equal", () => {
+    const r = run("explain");
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/^int3bed explain  x86_64\/v5\.6  call  seed 1/);
+    expect(r.out).toMatch(/^real run: the instruction itself at X$/m);
+    expect(r.out).toMatch(/ e8 [0-9a-f ]+ +call 0x/);
+    expect(r.out).toMatch(/ cc +int3\n.*\n(.*wrote .*\n)+ +#BP delivered/);
+    expect(r.out).toMatch(/<host function do_int3>/);
+    for (const title of ["after delivery", "after the gap copy: pt_regs built; the stub calls do_int3", "after the emulated push: do_int3 returned", "after iretq: back at the resume point"]) {
+      expect(r.out).toContain(`┌─ ${title}`);
+    }
+    expect(r.out.trimEnd().split("\n").pop()).toMatch(/^result: the two runs end equal .*emulated ≡ real$/);
+  });
+
+  test("32-bit, FRED and a mutant: their own phases; the no-gap mutant at R ≡ 0 (mod 16) ends different", () => {
+    expect(run("explain", "--variant", "x86_32/v5.3").out).toContain("┌─ after the frame fix-up: pt_regs built; the stub calls do_int3");
+    expect(run("explain", "--variant", "x86_64-fred/v6.9").out).toContain("┌─ after erets: back at the resume point");
+    const m = run("explain", "--variant", "x86_64/mutant/no-gap", "--sp-offset", String(0x3000));
+    expect(m.code).toBe(0);
+    expect(m.out).toMatch(/⚠ the push overwrote pt_regs->ss/);
+    expect(m.out).toMatch(/┌─ at iretq, the frame it read: iretq raised #GP/);
+    expect(m.out.trimEnd().split("\n").pop()).toMatch(/^result: the two runs end DIFFERENT: /);
+  });
+
+  test("--json: one document with every step and the diagrams", () => {
+    const r = run("explain", "--json", "--seed", "7");
+    expect(r.code).toBe(0);
+    const doc = JSON.parse(r.out) as { command: string; seed: number; equal: boolean; phases: { phase: string; rows: { addr: string; labels: string[] }[] }[]; emulated: { steps: { addr: string; text: string }[] }; real: { steps: unknown[] } };
+    expect(doc.command).toBe("explain");
+    expect(doc.seed).toBe(7);
+    expect(doc.equal).toBe(true);
+    expect(doc.phases.map((p) => p.phase)).toEqual(["delivery", "pt_regs", "handler", "iret"]);
+    expect(doc.phases[0].rows.some((w) => w.labels.includes("hw RIP"))).toBe(true);
+    expect(doc.emulated.steps[0].text).toBe("int3");
+    expect(doc.real.steps.length).toBeGreaterThan(1);
+  });
+
+  test("bad usage: an opcode the variant does not emulate, an unknown variant: exit 2, one line", () => {
+    for (const [argv, msg] of [
+      [["explain", "--variant", "x86_64/v5.2", "--opcode", "jmp8"], /x86_64\/v5\.2 does not emulate jmp8; it emulates: call/],
+      [["explain", "--variant", "nope"], /no variant 'nope'/],
+      [["explain", "--sp-offset", "3"], /--sp-offset takes a stack offset/],
+    ] as const) {
+      const r = run(...argv);
+      expect(r.code).toBe(2);
+      expect(r.err.split("\n")[0]).toMatch(msg);
+    }
+  });
+});

@@ -15,3 +15,5 @@ export * from "./asm/index.js";
 export * from "./kernel/index.js";
 export * from "./oracle/index.js";
 export * from "./arbitraries/index.js";
+export * from "./report/index.js";
+export * from "./smp/index.js";

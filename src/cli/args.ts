@@ -68,3 +68,28 @@ export function seedFlag(raw: string | undefined, fallback: number): number {
 export function listFlag(raw: readonly string[] | undefined): string[] {
   return (raw ?? []).flatMap((s) => s.split(",")).map((s) => s.trim()).filter((s) => s !== "");
 }
+
+/** The value of --workers (a positive integer), if given. */
+export const workersFlag = (raw: string | undefined): number | undefined => intFlag("--workers", raw, 1, "a positive integer");
+
+/** The value of --shard: `i/n` with 1 ≤ i ≤ n, if given. */
+export function shardFlag(raw: string | undefined): { index: number; count: number } | undefined {
+  if (raw === undefined) return undefined;
+  const m = /^\s*(\d+)\s*\/\s*(\d+)\s*$/.exec(raw);
+  const index = Number(m?.[1]);
+  const count = Number(m?.[2]);
+  if (m === null || !Number.isSafeInteger(index) || !Number.isSafeInteger(count) || index < 1 || index > count) {
+    throw new UsageError(`--shard takes i/n with 1 ≤ i ≤ n (e.g. 1/2), got '${raw}'`);
+  }
+  return { index, count };
+}
+
+/** Parses a command's flags and its positional arguments (e.g. files), with the same one-line errors. */
+export function parseFlagsAndArgs<const F extends Flags>(command: string, argv: readonly string[], flags: F): { values: FlagValues<F>; args: string[] } {
+  try {
+    const r = parseArgs({ args: [...argv], options: flags, strict: true, allowPositionals: true });
+    return { values: r.values as FlagValues<F>, args: r.positionals };
+  } catch (e) {
+    throw new UsageError(parseErrorLine(command, e));
+  }
+}

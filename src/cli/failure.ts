@@ -5,6 +5,10 @@ import type { KernelEvent } from "../kernel/kernel.js";
 import type { Variant } from "../kernel/variant.js";
 import { alignClass, type PropertyReport } from "../oracle/campaign.js";
 import { type Bench, type EmuCase, type EmuResult, prepare, realBytes, runEmuCase } from "../oracle/emulation.js";
+import type { ReportEntry } from "../report/html.js";
+import { type StackPicture, stackPicture } from "../report/picture.js";
+import { pictureText } from "../report/text.js";
+import { traceCase } from "../report/trace.js";
 import { disassembleAt, hexBytes } from "./disasm.js";
 import { symbolizer } from "./symbols.js";
 import { table } from "./table.js";
@@ -36,6 +40,8 @@ export interface Failure {
   readonly events?: string;
   readonly detail?: string;
   readonly replay: string;
+  /** The stack at each phase of the emulated run (delivery, pt_regs, handler, resume point). */
+  readonly stack?: StackPicture;
 }
 
 /** Re-runs the shrunk counterexample both ways on a fresh boot and collects the picture. */
@@ -50,6 +56,12 @@ export function explainFailure(v: Variant, r: PropertyReport, replay: string): F
   } catch (e) {
     return { ...base, detail: `${r.detail ?? ""}; re-running the case threw ${e instanceof Error ? `${e.name}: ${e.message}` : String(e)}` };
   }
+  let stack: StackPicture | undefined;
+  try {
+    stack = stackPicture(traceCase(b, c));
+  } catch {
+    stack = undefined; // the diagrams are a picture of the failure, never a second failure
+  }
   const sym = symbolizer(b.k, c, res.target);
   const annotate = (name: string, x: bigint): string => (/flags$/.test(name) ? flagNames(Number(x)) : sym(x));
   return {
@@ -62,6 +74,7 @@ export function explainFailure(v: Variant, r: PropertyReport, replay: string): F
     memory: res.diff.memory.length === 0 ? "equal"
       : `${res.diff.memory.length} differing byte run${res.diff.memory.length === 1 ? "" : "s"}, first at 0x${res.diff.memory[0].addr.toString(16)} ${sym(res.diff.memory[0].addr)}`.trimEnd(),
     events: eventsLine(res.realEvents, res.emulatedEvents),
+    ...(stack === undefined ? {} : { stack }),
   };
 }
 
@@ -86,8 +99,33 @@ export function formatFailure(f: Failure): string[] {
   line("kernel events", f.events);
   // the equivalence's detail repeats the lines above; the invariants' says what was violated
   if (f.site === undefined || f.property !== "emulated ≡ real") line("why", f.detail);
+  if (f.stack !== undefined) {
+    line("stack", "at each phase of the emulated run (high addresses on top; * changed since the previous phase):");
+    out.push(...pictureText(f.stack, "    "));
+  }
   line("replay", f.replay);
   return out;
+}
+
+/** The failure as an entry of the HTML report (--report DIR). */
+export function failureEntry(f: Failure): ReportEntry {
+  const hex = (x: bigint): string => `0x${x.toString(16)}`;
+  const fields: [string, string][] = [["variant", `${f.variant}${f.summary ? ` (${f.summary})` : ""}`], ["property", f.property], ["replay", f.replay]];
+  const add = (label: string, text: string | undefined): void => { if (text !== undefined) fields.push([label, text]); };
+  add("runs to fail", String(f.runs));
+  add("shrunk case", f.case);
+  add("site", f.site);
+  add("real run", f.realStop);
+  add("emulated run", f.emulatedStop);
+  add("memory", f.memory);
+  add("kernel events", f.events);
+  add("why", f.detail);
+  return {
+    heading: `FAILED  ${f.property}  ${f.variant}`,
+    fields,
+    registers: f.registers.map((d) => [d.name, `${hex(d.real)} ${d.realIs}`.trimEnd(), `${hex(d.emulated)} ${d.emulatedIs}`.trimEnd()] as const),
+    ...(f.stack === undefined ? {} : { stack: f.stack }),
+  };
 }
 
 function stopLine(r: RunResult): string {

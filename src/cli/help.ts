@@ -1,4 +1,5 @@
 import { PATCH_KINDS } from "../kernel/variant.js";
+import { DEFAULT_RUNS } from "./units.js";
 
 /** The help text: every command and flag, one line each. */
 export const HELP = `int3bed — a testbed for Linux x86 int3-based live patching
@@ -6,7 +7,10 @@ export const HELP = `int3bed — a testbed for Linux x86 int3-based live patchin
 Usage:
   int3bed [check] [flags]         property campaigns on the kernel models (the default command)
   int3bed mutants [flags]         the campaigns on every built-in mutant: the kill matrix
+  int3bed explain [flags]         one case step by step, real and emulated, with stack diagrams per phase
   int3bed machine-check [flags]   delivery + IRET round trip on the machine itself, no kernel model
+  int3bed scenario NAME [flags]   a multi-CPU scenario; NAME: text-poke-syscall (the seed text_poke syscall's example program)
+  int3bed merge FILE... [--json]  merge the --json files of a campaign's shards into its report
   int3bed help                    this text (also --help, -h)
 
 check flags:
@@ -14,15 +18,34 @@ check flags:
   --arch A           only variants of this architecture: x86_64 (IDT), x86_32, fred (repeatable)
   --opcode KIND      only these patched instructions (repeatable or comma-separated): ${PATCH_KINDS.join(" ")}
   --candidate FILE   check your own Variant(s): an ES module exporting a Variant or Variant[] (default, 'variant' or 'variants')
-  --runs N           runs per property per variant (default: max(300, 16 per coverage cell))
+  --runs N           runs per property per variant (default: ${DEFAULT_RUNS}, at least 16 per coverage cell)
   --seed S           random seed, a 32-bit integer (default: 20191105; always printed, so every run replays)
   --path P           replay one failure: the fast-check path printed with it
-  --json             print one JSON document instead of the table
+  --json             print one JSON document instead of the table (with every unit's result, for merge)
+  --workers N        worker threads (default: one per core; small campaigns run in one thread)
+  --shard i/n        run only part i of n of the campaign (1 ≤ i ≤ n); merge the parts' --json with 'int3bed merge'
+  --report DIR       also write DIR/index.html: every failure with its SVG stack diagrams (one self-contained page)
 
 mutants flags:
-  --runs N           runs per property per mutant (default: as check)
+  --runs N           runs per property per mutant (default: max(300, 16 per coverage cell))
   --seed S           random seed (default: 20191105)
   --json             print one JSON document instead of the kill matrix
+  --report DIR       also write DIR/index.html: every killing counterexample with its SVG stack diagrams
+
+explain flags:
+  --variant NAME     the variant or mutant to step through (default: x86_64/v5.6)
+  --opcode KIND      the patched instruction, one the variant emulates (default: call)
+  --seed S           which random case, a 32-bit integer (default: 1)
+  --sp-offset N      the interrupted stack pointer's offset into its stack (default: the seed's, rounded down to a word)
+  --json             print one JSON document: every step, the phases' diagrams, the differences
+
+scenario text-poke-syscall flags:
+  --cpus N           CPUs: the main thread + N-1 looping threads, 2..8 (default: 4)
+  --iterations K     text_poke round trips (patch → repl → original) of the main thread (default: 200)
+  --seed S           seed of the interleaving and the sleeps, a 32-bit integer (default: 20131125)
+  --fetch M          cross-modifying-code fetch model: strict (default) or sdm (stale and torn fetches until a CPU serializes)
+  --replacement R    seed (default: repl is mov $2,%eax, one byte from the original) or wide (mov $0x2020202,%eax: a torn fetch would show)
+  --json             print one JSON document instead of the table
 
 machine-check flags:
   --runs N           runs per mode (default: 2000)

@@ -1,14 +1,20 @@
 import { UsageError } from "../errors.js";
 import { checkCommand } from "./check.js";
+import { explainCommand } from "./explain.js";
 import { HELP } from "./help.js";
 import { machineCheckCommand } from "./machine-check.js";
+import { mergeCommand } from "./merge.js";
 import { mutantsCommand } from "./mutants.js";
+import { scenarioCommand } from "./scenario.js";
 import { CandidateError } from "./usage.js";
 
 const COMMANDS: Record<string, (argv: readonly string[]) => number> = {
   check: checkCommand,
   mutants: mutantsCommand,
+  explain: explainCommand,
   "machine-check": machineCheckCommand,
+  merge: mergeCommand,
+  scenario: scenarioCommand,
 };
 
 /**

@@ -3,6 +3,7 @@ import { COMMON_FLAGS, parseFlags, runsFlag, seedFlag } from "./args.js";
 import { runCampaign, type VariantRun } from "./campaign-run.js";
 import { DEFAULT_SEED } from "./check.js";
 import { toJson } from "./json.js";
+import { killFailures, REPORT_FLAG, reportDir, reportFailures } from "./report-dir.js";
 import { duration, table } from "./table.js";
 
 /** A mutant is killed by a property that finds a counterexample (a coverage miss kills nothing). */
@@ -13,7 +14,8 @@ const kills = (r: VariantRun["reports"][number]): boolean => !r.ok && r.missing.
  * (mutant × property → killed after K runs / survived). Exit 1 if a mutant survives both.
  */
 export function mutantsCommand(argv: readonly string[]): number {
-  const f = parseFlags("mutants", argv, COMMON_FLAGS);
+  const f = parseFlags("mutants", argv, { ...COMMON_FLAGS, ...REPORT_FLAG });
+  const report = reportDir(f.report);
   const runs = runsFlag(f.runs);
   const seed = seedFlag(f.seed, DEFAULT_SEED);
   const t0 = performance.now();
@@ -41,5 +43,6 @@ export function mutantsCommand(argv: readonly string[]): number {
       (survivors.length === 0 ? "" : `; SURVIVED both properties: ${survivors.map((r) => r.variant.name).join(", ")}`));
     for (const l of out) console.log(l);
   }
+  if (report !== undefined) reportFailures(report, "mutants", seed, ALL_MUTANTS.map((m) => m.name), killFailures(results, seed), f.json === true);
   return survivors.length === 0 ? 0 : 1;
 }

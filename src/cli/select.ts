@@ -1,5 +1,7 @@
 import { UsageError } from "../errors.js";
 import { PATCH_KINDS, type PatchKind, type Variant } from "../kernel/variant.js";
+import { ALL_MUTANTS, ALL_VARIANTS } from "../kernel/registry.js";
+import { loadCandidates } from "./candidate.js";
 
 /** The architectures `--arch` selects. */
 export const ARCHES = ["x86_64", "x86_32", "fred"] as const;
@@ -64,4 +66,26 @@ export function selectVariants(pool: readonly Variant[], named: readonly Variant
   }
   if (variants.length === 0) throw new UsageError(`nothing to check: no variant matches the selection${skipped.length > 0 ? ` (${skipped.join("; ")})` : ""}`);
   return { variants, skipped };
+}
+
+/**
+ * Where a campaign's variants come from, as plain data a worker thread can rebuild them
+ * from: built-in names (variants and mutants) or a candidate module's, narrowed to --opcode.
+ */
+export interface VariantSource {
+  readonly candidate?: string;
+  readonly names: readonly string[];
+  readonly opcodes: readonly PatchKind[];
+}
+
+/** The variants a source names, in its order (a missing name is a UsageError). */
+export function resolveVariants(src: VariantSource): Variant[] {
+  const named = src.candidate === undefined ? [...ALL_VARIANTS, ...ALL_MUTANTS] : loadCandidates(src.candidate);
+  return src.names.map((n) => {
+    const v = named.find((x) => x.name === n);
+    if (v === undefined) throw new UsageError(`no variant '${n}'; known: ${named.map((x) => x.name).join(", ")}`);
+    const r = restrictKinds(v, src.opcodes);
+    if (r === undefined) throw new UsageError(`${n}: emulates none of ${src.opcodes.join(", ")}`);
+    return r;
+  });
 }

@@ -1,4 +1,4 @@
-import type { Kernel } from "./kernel.js";
+import type { Kernel, TextPokeLoc } from "./kernel.js";
 import { type PtRegs, userMode } from "./pt-regs.js";
 import {
   CALL_INSN_OPCODE, INT3_INSN_OPCODE, INT3_INSN_SIZE, int3EmulateCall, int3EmulateJcc, int3EmulateJmp,
@@ -40,25 +40,32 @@ export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures)
     const ip = regs.ip - BigInt(INT3_INSN_SIZE);
     const tp = desc.vec.length > 1 ? bsearch(desc.vec, ip) : desc.vec[0]?.addr === ip ? desc.vec[0] : undefined;
     if (tp === undefined) return false;
-    const next = ip + BigInt(tp.len);
-    const op = tp.opcode;
-    if (op === INT3_INSN_OPCODE) return false;  // someone poked an explicit INT3: not ours
-    if (op === RET_INSN_OPCODE && f.ret) int3EmulateRet(regs);
-    else if (op === CALL_INSN_OPCODE) int3EmulateCall(regs, next + tp.disp);
-    else if (op === JMP32_INSN_OPCODE || op === JMP8_INSN_OPCODE) int3EmulateJmp(regs, next + tp.disp);
-    else if (op >= 0x70 && op <= 0x7f && f.jcc) int3EmulateJcc(regs, op & 0xf, next, tp.disp, !f.jccAnd);
-    else {
-      k.report({ kind: "die", what: `BUG: poke_int3_handler cannot emulate opcode 0x${op.toString(16)}`, ip });
-      return true;
-    }
-    return true;
+    return pokeEmulateLoc(k, regs, tp, f);
   } finally {
     desc.refs--;                                 // put_desc
   }
 }
 
+/**
+ * The emulation switch of poke_int3_handler — alternative.c v5.6+ (v6.x text), for the site
+ * `tp` the trap is on: the *new* instruction by opcode (NOPs were turned into JMPs with
+ * disp 0 by text_poke_loc_init). False for an explicit INT3 ("do not consume").
+ */
+export function pokeEmulateLoc(k: Kernel, regs: PtRegs, tp: TextPokeLoc, f: PokeFeatures): boolean {
+  const ip = tp.addr;
+  const next = ip + BigInt(tp.len);
+  const op = tp.opcode;
+  if (op === INT3_INSN_OPCODE) return false;  // someone poked an explicit INT3: not ours
+  if (op === RET_INSN_OPCODE && f.ret) int3EmulateRet(regs);
+  else if (op === CALL_INSN_OPCODE) int3EmulateCall(regs, next + tp.disp);
+  else if (op === JMP32_INSN_OPCODE || op === JMP8_INSN_OPCODE) int3EmulateJmp(regs, next + tp.disp);
+  else if (op >= 0x70 && op <= 0x7f && f.jcc) int3EmulateJcc(regs, op & 0xf, next, tp.disp, !f.jccAnd);
+  else k.report({ kind: "die", what: `BUG: poke_int3_handler cannot emulate opcode 0x${op.toString(16)}`, ip });
+  return true;
+}
+
 /** __inline_bsearch over the sorted vector (alternative.c v5.8+). */
-function bsearch<T extends { addr: bigint }>(vec: readonly T[], ip: bigint): T | undefined {
+export function bsearch<T extends { addr: bigint }>(vec: readonly T[], ip: bigint): T | undefined {
   let lo = 0, hi = vec.length - 1;
   while (lo <= hi) {
     const mid = (lo + hi) >> 1;

@@ -24,21 +24,35 @@ const ISA = {
  * run through it.
  */
 export function assembleFtraceRegsCaller(k: Kernel, at: bigint, tracer: bigint, bits: 32 | 64): bigint {
-  const x = ISA[bits];
+  return assembleCaller(k, at, tracer, bits, "ftrace_regs_caller", ISA[bits].saved, true);
+}
+
+/**
+ * ftrace_caller (trace/ftrace_64.S, trace/ftrace_32.S), reduced: like ftrace_regs_caller but
+ * saving only the mcount argument registers (save_mcount_regs) and not the flags — the
+ * trampoline an enabled fentry site calls when no ftrace_ops asked for full regs.
+ */
+export function assembleFtraceCaller(k: Kernel, at: bigint, tracer: bigint, bits: 32 | 64): bigint {
+  const mcount = bits === 64 ? [R.RDI, R.RSI, R.RDX, R.RCX, R.RAX, R.R8, R.R9] : [R.EAX, R.ECX, R.EDX];
+  return assembleCaller(k, at, tracer, bits, "ftrace_caller", mcount, false);
+}
+
+function assembleCaller(k: Kernel, at: bigint, tracer: bigint, bits: 32 | 64, name: string, saved: readonly R[], flags: boolean): bigint {
+  const x = { ...ISA[bits], saved };
   const W = bits / 8;
   const a = new Assembler(bits);
   for (const r of x.saved) a.ins(x.push, reg(r));
-  a.ins(x.pushf);
-  const top = (x.saved.length + 1) * W;
+  if (flags) a.ins(x.pushf);
+  const top = (x.saved.length + (flags ? 1 : 0)) * W;
   a.ins(x.load, reg(x.arg0), mem(x.sp, top));      // return address = site + 5
   a.ins(x.sub, reg(x.arg0), 5);                    // MCOUNT_INSN_SIZE
   a.ins(x.load, reg(x.arg1), mem(x.sp, top + W));  // parent ip
   a.branch(x.call, tracer);
-  a.ins(x.popf);
+  if (flags) a.ins(x.popf);
   for (const r of [...x.saved].reverse()) a.ins(x.pop, reg(r));
   a.ins(x.ret);
   const out = a.assemble(at);
   k.m.load(at, out.bytes);
-  k.sym.set("ftrace_regs_caller", at);
+  k.sym.set(name, at);
   return at + BigInt(out.bytes.length);
 }

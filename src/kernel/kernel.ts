@@ -50,19 +50,21 @@ export class Kernel {
   /** How the int3 self-test notifier emulates its call (mutants substitute their own). */
   selftestEmulate?: (regs: PtRegs, target: bigint) => void;
 
-  constructor(bits: 32 | 64) {
+  /** `cpus` (default 1): CPUs sharing the machine; each starts with TSS.sp0 at the task stack's top. */
+  constructor(bits: 32 | 64, cpus = 1) {
     this.L = layoutFor(bits);
     const L = this.L;
-    this.m = new Machine({ bits });
+    this.m = new Machine({ bits, cpus });
     this.m.map(L.text, 0x10000, Perm.R | Perm.X)
       .map(L.host, 0x10000, Perm.R | Perm.X)
       .map(L.stack, L.threadSize, Perm.R | Perm.W)
       .map(L.irqStack, L.threadSize, Perm.R | Perm.W)
       .map(L.siteText, 0x10000, Perm.R | Perm.X);
     this.nextHost = L.host;
-    const c = this.m.cpu;
-    c.tss.sp[0] = L.stack + BigInt(L.threadSize);
-    c.tss.ss[0] = bits === 64 ? 0 : L.kernelSs;
+    for (const c of this.m.cpus) {
+      c.tss.sp[0] = L.stack + BigInt(L.threadSize);
+      c.tss.ss[0] = bits === 64 ? 0 : L.kernelSs;
+    }
   }
 
   /** Places a host function (a kernel C function) and names it. */
@@ -83,7 +85,8 @@ export class Kernel {
 
   /** pt_regs view of a host call's first argument. */
   regsArg(call: HostCall, i = 0): PtRegs {
-    return new PtRegs(this.m, call.arg(i));
+    // the first argument as int32 halves: no BigInt on the trap path
+    return i === 0 ? new PtRegs(this.m, call.argLo(0), call.argHi(0)) : new PtRegs(this.m, call.arg(i));
   }
 
   /** Ends the run with an oops or signal, as the kernel's die()/do_trap() would. */

@@ -20,23 +20,39 @@ export type PtRegsField = keyof typeof PT_REGS_64 | keyof typeof PT_REGS_32;
 /**
  * A typed view of a struct pt_regs at an address in simulated memory. Reads and writes go
  * through the machine's memory (so they fault, are watched, and land where the kernel's
- * would); nothing is cached.
+ * would); nothing is cached. Field access works on int32 halves: `lo`/`hi` and `setHalves`
+ * are the BigInt-free path host code takes on every trap; `get`/`set` and the bigint
+ * accessors are the same reads and writes at the API edge.
  */
 export class PtRegs {
-  readonly addr: bigint;
   private readonly lo: number;
   private readonly hi: number;
   private readonly table: Record<string, number>;
+  private readonly wide: boolean;
 
-  constructor(readonly m: Machine, addr: bigint) {
-    this.addr = BigInt.asUintN(m.bits, addr);
-    this.lo = loOf(this.addr);
-    this.hi = m.bits === 64 ? hiOf(this.addr) : 0;
-    this.table = m.bits === 64 ? PT_REGS_64 : PT_REGS_32;
+  /** The view at `addr`, or, given `hi`, at the int32 halves (addr, hi) (hi ignored on 32-bit). */
+  constructor(readonly m: Machine, addr: bigint | number, hi = 0) {
+    this.wide = m.bits === 64;
+    if (typeof addr === "number") {
+      this.lo = addr | 0;
+      this.hi = this.wide ? hi | 0 : 0;
+    } else {
+      const a = BigInt.asUintN(m.bits, addr);
+      this.lo = loOf(a);
+      this.hi = this.wide ? hiOf(a) : 0;
+    }
+    this.table = this.wide ? PT_REGS_64 : PT_REGS_32;
   }
 
+  /** The view at the address (lo, hi) (int32 halves; hi ignored on 32-bit). */
+  static atHalves(m: Machine, lo: number, hi: number): PtRegs {
+    return new PtRegs(m, lo, hi);
+  }
+
+  /** The address of the struct. */
+  get addr(): bigint { return this.wide ? toBig(this.lo, this.hi) : BigInt(this.lo >>> 0); }
   get bits(): 32 | 64 { return this.m.bits; }
-  get word(): 4 | 8 { return this.m.bits === 64 ? 8 : 4; }
+  get word(): 4 | 8 { return this.wide ? 8 : 4; }
 
   offsetOf(f: PtRegsField): number {
     const o = this.table[f];
@@ -49,19 +65,35 @@ export class PtRegs {
 
   // Field access goes through int32 halves, not BigInt arithmetic: cheaper, and it keeps
   // TurboFan away from BigInt64 lowering paths that crash Node 20's V8 (see NOTES.md).
-  get(f: PtRegsField): bigint {
+
+  /** Low half of a field (the whole field on 32-bit); the high half is then in `rhi`. */
+  lo32(f: PtRegsField): number {
     const s = (this.lo >>> 0) + this.offsetOf(f);
     const mem = this.m.mem;
-    if (this.m.bits === 32) return BigInt(mem.read32(s | 0, 0) >>> 0);
+    if (!this.wide) { this.rhi = 0; return mem.read32(s | 0, 0); }
     const v = mem.read64(s | 0, (this.hi + (s >= 4294967296 ? 1 : 0)) | 0);
-    return toBig(v, mem.rhi);
+    this.rhi = mem.rhi;
+    return v;
+  }
+
+  /** High half of the field last read with lo32. */
+  rhi = 0;
+
+  /** Writes a field from int32 halves (hi ignored on 32-bit). */
+  setHalves(f: PtRegsField, lo: number, hi: number): void {
+    const s = (this.lo >>> 0) + this.offsetOf(f);
+    const mem = this.m.mem;
+    if (!this.wide) mem.write32(s | 0, 0, lo);
+    else mem.write64(s | 0, (this.hi + (s >= 4294967296 ? 1 : 0)) | 0, lo, hi);
+  }
+
+  get(f: PtRegsField): bigint {
+    const l = this.lo32(f);
+    return this.wide ? toBig(l, this.rhi) : BigInt(l >>> 0);
   }
 
   set(f: PtRegsField, v: bigint): void {
-    const s = (this.lo >>> 0) + this.offsetOf(f);
-    const mem = this.m.mem;
-    if (this.m.bits === 32) mem.write32(s | 0, 0, loOf(v));
-    else mem.write64(s | 0, (this.hi + (s >= 4294967296 ? 1 : 0)) | 0, loOf(v), hiOf(v));
+    this.setHalves(f, loOf(v), this.wide ? hiOf(v) : 0);
   }
 
   get ip(): bigint { return this.get("ip"); }
@@ -74,5 +106,5 @@ export class PtRegs {
 
 /** user_mode(regs): CS RPL == 3 (arch/x86/include/asm/ptrace.h, !CONFIG_X86_32 VM86 case aside). */
 export function userMode(regs: PtRegs): boolean {
-  return (regs.cs & 3n) === 3n;
+  return (regs.lo32("cs") & 3) === 3;
 }

@@ -15,3 +15,6 @@ export function variantByName(name: string): Variant {
   if (v === undefined) throw new UsageError(`no variant '${name}'; known: ${[...ALL_VARIANTS, ...ALL_MUTANTS].map((x) => x.name).join(", ")}`);
   return v;
 }
+
+/** The multi-CPU patching models and their mutants (spec §7 items 9, 11, 12, 13, 16, 18): a parallel registry. */
+export { SMP_VARIANTS, SMP_MUTANTS, smpVariantByName } from "./smp-variants.js";

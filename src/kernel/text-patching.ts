@@ -1,4 +1,4 @@
-import type { Machine } from "../machine/machine.js";
+import { hiOf, loOf, toBig } from "../machine/u64.js";
 import { PT_REGS_32, PtRegs } from "./pt-regs.js";
 
 /** Instruction sizes and opcodes (arch/x86/include/asm/text-patching.h, v5.5+). */
@@ -22,49 +22,89 @@ export function int3EmulateJmp(regs: PtRegs, ip: bigint): void {
  * because the entry code left a gap (64-bit) or a complete frame (32-bit, FIXUP_FRAME).
  */
 export function int3EmulatePush(regs: PtRegs, val: bigint): void {
-  regs.sp = regs.sp - BigInt(regs.word);
-  write(regs.m, regs.sp, val);
+  pushHalves(regs, loOf(val), regs.word === 8 ? hiOf(val) : 0);
 }
 
 /** int3_emulate_pop — text-patching.h v5.10: `val = *(long *)regs->sp; regs->sp += sizeof(long)`. */
 export function int3EmulatePop(regs: PtRegs): bigint {
-  const v = read(regs.m, regs.sp);
-  regs.sp = regs.sp + BigInt(regs.word);
-  return v;
+  const lo = popHalves(regs);
+  return regs.word === 8 ? toBig(lo, popHi) : BigInt(lo >>> 0);
 }
 
 /** int3_emulate_call — text-patching.h v5.2: push(ip - INT3_INSN_SIZE + CALL_INSN_SIZE); jmp(func). */
 export function int3EmulateCall(regs: PtRegs, func: bigint): void {
-  int3EmulatePush(regs, regs.ip - BigInt(INT3_INSN_SIZE) + BigInt(CALL_INSN_SIZE));
+  // the return address in int32 halves: ip - 1 + 5, wrapping at the word size
+  const ipLo = regs.lo32("ip"), ipHi = regs.rhi;
+  const s = (ipLo >>> 0) - INT3_INSN_SIZE + CALL_INSN_SIZE;
+  pushHalves(regs, s | 0, regs.word === 8 ? (ipHi + (s >= TWO32 ? 1 : 0)) | 0 : 0);
   int3EmulateJmp(regs, func);
 }
 
 /** int3_emulate_ret — text-patching.h v5.10: jmp(pop()). */
 export function int3EmulateRet(regs: PtRegs): void {
-  int3EmulateJmp(regs, int3EmulatePop(regs));
+  const lo = popHalves(regs);
+  regs.setHalves("ip", lo, popHi);
 }
 
 /** jcc_mask in text-patching.h v6.2: OF, CF, ZF, CF|ZF, SF, PF for cc >> 1 < 6. */
-const JCC_MASK = [0x800n, 0x1n, 0x40n, 0x41n, 0x80n, 0x4n];
+const JCC_MASK = [0x800, 0x1, 0x40, 0x41, 0x80, 0x4];
 
 /**
  * int3_emulate_jcc — text-patching.h v6.2: `ip` is the address after the Jcc; the branch is
  * taken when the condition (cc = low nibble of the Jcc opcode) holds.
  */
 export function int3EmulateJcc(regs: PtRegs, cc: number, ip: bigint, disp: bigint, or = true): void {
-  const flags = regs.flags;
+  const flags = regs.lo32("flags");
   const invert = (cc & 1) !== 0;
   let match: boolean;
   if (cc < 0xc) {
-    match = (flags & JCC_MASK[cc >> 1]) !== 0n;
+    match = (flags & JCC_MASK[cc >> 1]) !== 0;
   } else {
-    const sf = (flags & 0x80n) !== 0n, of = (flags & 0x800n) !== 0n, zf = (flags & 0x40n) !== 0n;
+    const sf = (flags & 0x80) !== 0, of = (flags & 0x800) !== 0, zf = (flags & 0x40) !== 0;
     match = sf !== of;
     // `or` = false is the "Jcc with && for ||" mutant.
     if (cc >= 0xe) match = or ? match || zf : match && zf;
   }
   if (match !== invert) ip += disp;
   int3EmulateJmp(regs, ip);
+}
+
+const TWO32 = 4294967296;
+
+/** The push of int3_emulate_push on int32 halves: regs->sp -= word, then the store at the new sp. */
+function pushHalves(regs: PtRegs, vlo: number, vhi: number): void {
+  const mem = regs.m.mem;
+  const spLo = regs.lo32("sp"), spHi = regs.rhi;
+  if (regs.word === 8) {
+    const s = (spLo >>> 0) - 8;
+    const nLo = s | 0, nHi = s < 0 ? (spHi - 1) | 0 : spHi;
+    regs.setHalves("sp", nLo, nHi);
+    mem.write64(nLo, nHi, vlo, vhi);
+  } else {
+    const nLo = (spLo - 4) | 0;
+    regs.setHalves("sp", nLo, 0);
+    mem.write32(nLo, 0, vlo);
+  }
+}
+
+/** High half of the word the last popHalves read. */
+let popHi = 0;
+
+/** The pop of int3_emulate_pop on int32 halves: the word at regs->sp (low half returned, high in popHi), then regs->sp += word. */
+function popHalves(regs: PtRegs): number {
+  const mem = regs.m.mem;
+  const spLo = regs.lo32("sp"), spHi = regs.rhi;
+  if (regs.word === 8) {
+    const v = mem.read64(spLo, spHi);
+    popHi = mem.rhi;
+    const s = (spLo >>> 0) + 8;
+    regs.setHalves("sp", s | 0, (spHi + (s >= TWO32 ? 1 : 0)) | 0);
+    return v;
+  }
+  const v = mem.read32(spLo, 0);
+  popHi = 0;
+  regs.setHalves("sp", (spLo + 4) | 0, 0);
+  return v;
 }
 
 /**
@@ -90,13 +130,4 @@ export function int3EmulateCallMove32(regs: PtRegs, func: bigint, moveSize?: num
   const moved = int3EmulatePushMove32(regs, ret, moveSize);
   int3EmulateJmp(moved, func);
   return moved;
-}
-
-function read(m: Machine, a: bigint): bigint {
-  return m.bits === 64 ? m.read64(a) : BigInt(m.read32(a));
-}
-
-function write(m: Machine, a: bigint, v: bigint): void {
-  if (m.bits === 64) m.write64(a, v);
-  else m.write32(a, Number(BigInt.asUintN(32, v)));
 }

@@ -6,6 +6,7 @@ import type { Page } from "./page.js";
 import { emptyTss, type Gate, type Gdt, type Tss } from "./tables.js";
 import { isCanonical, toBig } from "./u64.js";
 import { type EventDelivery, IDT_DELIVERY } from "./deliver.js";
+import { UsageError } from "../errors.js";
 
 /** Register numbers (iced-x86 order): RAX RCX RDX RBX RSP RBP RSI RDI R8..R15. */
 export const R = { AX: 0, CX: 1, DX: 2, BX: 3, SP: 4, BP: 5, SI: 6, DI: 7, R8: 8, R9: 9, R10: 10, R11: 11, R12: 12, R13: 13, R14: 14, R15: 15 } as const;
@@ -45,8 +46,21 @@ export class Cpu {
   halted = false;
   /** Instructions executed since creation. */
   icount = 0;
-  /** Serializing instructions and events seen (IRET, CPUID, delivery), for fetch models. */
+  /**
+   * Serializing instructions and events executed (IRET, CPUID; sync_core models add theirs),
+   * for cross-modifying-code fetch models. Event delivery is not serializing (SDM Vol. 3A
+   * §9.3 lists instructions only); the IRET that ends a handler is.
+   */
   serializations = 0;
+  /** Pending external interrupts (the INTR line / a local APIC's IRR): a flag per vector. */
+  readonly irr = new Uint8Array(256);
+  /** Number of vectors pending in `irr`. */
+  irrCount = 0;
+  /**
+   * Interrupt shadow: 1 while maskable interrupts are inhibited at the current instruction
+   * boundary (right after an STI that set IF), 2 while that STI is executing.
+   */
+  intrShadow = 0;
   hooks: CpuHooks = {};
   /** Event delivery: the IDT by default; FRED plugs in here. */
   delivery: EventDelivery = IDT_DELIVERY;
@@ -67,6 +81,9 @@ export class Cpu {
   constructor(readonly mem: Memory, readonly bits: 32 | 64, private readonly decode: DecodeFn) {}
 
   get cpl(): number { return this.cs & 3; }
+
+  /** The detail of the last stop (a host function's or hook's reason), if any. */
+  get lastStopDetail(): string | undefined { return this.stopDetail; }
 
   /** Sets CS and keeps memory's privilege in step with CPL. */
   setCs(sel: number): void {
@@ -168,6 +185,129 @@ export class Cpu {
   /** Forgets the fetch cache (after a mode or mapping change made from outside). */
   refetch(): void { this.mem.gen++; }
 
+  // ---- external interrupts -------------------------------------------------------------
+  /**
+   * Raises the interrupt request for `vector` (32–255), as a local APIC would: it stays
+   * pending until an instruction boundary where IF = 1 and no STI shadow, then is delivered
+   * as an external interrupt through the CPU's delivery (IDT gate). Requests for a vector
+   * already pending merge (one IRR bit per vector); the highest vector goes first.
+   */
+  requestInterrupt(vector: number): void {
+    if (!Number.isInteger(vector) || vector < 32 || vector > 255) throw new UsageError(`interrupt vector must be 32..255, got ${vector}`);
+    if (this.irr[vector] === 0) { this.irr[vector] = 1; this.irrCount++; }
+    this.pending = 1;
+  }
+
+  /** True when a pending interrupt would be taken at this boundary (IF = 1, no shadow). */
+  get interruptible(): boolean {
+    return this.irrCount !== 0 && this.intrShadow === 0 && (this.flags & F.IF) !== 0;
+  }
+
+  /** STI with IF = 0: interrupts stay inhibited at the boundary after it (SDM Vol. 2 STI). */
+  inhibitInterrupts(): void { this.intrShadow = 2; this.pending = 1; }
+
+  /** Delivers the highest pending interrupt now (the caller checked `interruptible`); wakes HLT. */
+  private takeInterrupt(): void {
+    let v = 255;
+    while (this.irr[v] === 0) v--;
+    this.irr[v] = 0;
+    this.irrCount--;
+    this.halted = false;
+    this.curLo = this.ripLo; this.curHi = this.ripHi;
+    this.raise(v, "external", undefined, this.ripLo, this.ripHi);
+  }
+
+  /** Keeps memory's privilege in step with this CPU's CPL (memory is shared by all CPUs). */
+  private syncPrivilege(): void {
+    const user = (this.cs & 3) === 3;
+    if (user !== this.mem.user) { this.mem.user = user; this.mem.flush(); this.mem.gen++; }
+  }
+
+  /** The boundary after an instruction in run(): RF, the STI shadow, pending interrupts. */
+  private boundary(): void {
+    if (this.intrShadow !== 0) {
+      if (--this.intrShadow !== 0) { this.pending = 1; return; }
+    }
+    if (this.irrCount !== 0) {
+      if ((this.flags & F.IF) !== 0) this.takeInterrupt();
+      if (this.irrCount !== 0) this.pending = 1;
+    }
+  }
+
+  // ---- one step, for schedulers ----------------------------------------------------------
+  private sPage: Page | null = null;
+  private sLo = 0;
+  private sHi = 0;
+  private sGen = -1;
+
+  /**
+   * The instruction at (lo, hi) as memory holds it now (through the decode cache); throws
+   * CpuFault when it cannot be fetched.
+   */
+  fetch(lo: number, hi: number): Insn {
+    const mem = this.mem;
+    this.syncPrivilege();
+    let p = this.sPage;
+    if (p === null || ((lo ^ this.sLo) >>> 12) !== 0 || hi !== this.sHi || this.sGen !== mem.gen) {
+      this.sPage = null;
+      p = mem.readPage(lo, hi, true, false);
+      this.sPage = p; this.sLo = lo; this.sHi = hi; this.sGen = mem.gen;
+    }
+    const code = p.code;
+    let ins = code === null ? undefined : code[lo & 4095];
+    if (ins === undefined) {
+      ins = this.decode(this, lo, hi, p);
+      if (this.sGen !== mem.gen) this.sPage = null;
+    }
+    return ins;
+  }
+
+  /**
+   * One step for a multi-CPU scheduler: delivers a pending interrupt if one can be taken at
+   * this boundary, otherwise executes one instruction — `fetched` when a fetch model supplies
+   * the bytes the CPU sees (stale or torn), else the instruction in memory. A halted CPU with
+   * nothing to take stays halted. Returns why the CPU stopped, or null.
+   */
+  step(fetched?: Insn): StopReason | null {
+    this.stopReason = null;
+    this.stopDetail = undefined;
+    this.stopEvent = undefined;
+    this.syncPrivilege();
+    if (this.interruptible) {
+      this.takeInterrupt();
+      this.pending = 0;
+      return this.stopReason;
+    }
+    if (this.halted) return "hlt";
+    const lo = this.ripLo, hi = this.ripHi;
+    this.curLo = lo; this.curHi = hi;
+    try {
+      const ins = fetched ?? this.fetch(lo, hi);
+      if (this.hooks.instruction !== undefined && this.hooks.instruction(this, lo, hi, ins) === "stop") {
+        this.pending = 0;
+        return "stopped";
+      }
+      this.ripLo = ins.nLo;
+      this.ripHi = ins.nHi;
+      ins.exec(this);
+    } catch (e) {
+      if (!(e instanceof CpuFault)) throw e;
+      this.sPage = null;
+      this.ripLo = this.curLo;
+      this.ripHi = this.curHi;
+      this.fault(e);
+    }
+    this.icount++;
+    if ((this.flags & F.RF) !== 0) {
+      if (this.keepRf) this.keepRf = false; // RF survives the IRET, not the next insn
+      else this.flags &= ~F.RF;
+    }
+    if (this.intrShadow !== 0) this.intrShadow--;
+    this.pending = 0;
+    if (this.stopReason !== null) return this.stopReason;
+    return this.halted ? "hlt" : null;
+  }
+
   /**
    * Runs until `maxSteps` instructions have executed, RIP equals `until`, HLT, a triple
    * fault, or a hook stops it. Exceptions are delivered through the IDT as hardware does.
@@ -177,7 +317,12 @@ export class Cpu {
     this.stopDetail = undefined;
     this.stopEvent = undefined;
     this.halted = false;
-    this.pending = this.keepRf || (this.flags & F.RF) !== 0 ? 1 : 0;
+    this.pending = this.keepRf || (this.flags & F.RF) !== 0 || this.irrCount !== 0 || this.intrShadow !== 0 ? 1 : 0;
+    this.syncPrivilege();
+    if (this.interruptible) {
+      this.takeInterrupt();
+      if (this.stopReason !== null) return this.result(this.stopReason, 0);
+    }
     const uLo = until === undefined ? 0 : Number(BigInt.asIntN(32, until));
     const uHi = until === undefined ? 0 : Number(BigInt.asIntN(32, until >> 32n));
     const hasUntil = until !== undefined;
@@ -217,6 +362,10 @@ export class Cpu {
               else this.flags &= ~F.RF;
             }
             if (this.stopReason !== null) return this.result(this.stopReason, steps);
+            if (this.intrShadow !== 0 || this.irrCount !== 0) {
+              this.boundary();
+              if (this.stopReason !== null) return this.result(this.stopReason, steps);
+            }
             if (this.halted) return this.result("hlt", steps);
           }
         }
@@ -266,10 +415,11 @@ export class Cpu {
       }
       try {
         this.delivery.deliver(this, vector, kind, errorCode, savedLo, savedHi, nested);
-        this.serializations++;
         return;
       } catch (e) {
         if (!(e instanceof CpuFault)) throw e;
+        // CR2 is loaded when a #PF is detected, also one that becomes #DF (QEMU fixture r0_mov_pf_pf_df).
+        if (e.vector === Vec.PF && e.cr2 !== undefined) this.cr2 = e.cr2;
         const first = faultClass(vector), second = faultClass(e.vector);
         if (first === "doublefault") {
           this.stopReason = "triple-fault";

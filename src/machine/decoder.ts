@@ -92,6 +92,18 @@ export function makeDecode(hosts: ReadonlyMap<bigint, HostEntry>) {
   };
 }
 
+/**
+ * Compiles the instruction a CPU would execute at (lo, hi) if it fetched `bytes` (up to 15)
+ * — for fetch models where a CPU sees bytes memory no longer holds (stale or torn views).
+ * Not cached. Undefined when the bytes end before the instruction does.
+ */
+export function decodeBytes(bits: 32 | 64, lo: number, hi: number, bytes: Uint8Array): Insn | undefined {
+  const addr = bits === 64 ? toBig(lo, hi) : BigInt(lo >>> 0);
+  const r = decodeOne(bits, addr, bytes);
+  if (r.tooShort) return undefined;
+  return mkInsn(r.exec, r.len, lo, hi, bits, r.mnemonic, bytes.slice(0, r.len));
+}
+
 function mkInsn(exec: Exec, len: number, lo: number, hi: number, bits: number, mnemonic: number, bytes: Uint8Array): Insn {
   const s = (lo >>> 0) + len;
   const nLo = s | 0;

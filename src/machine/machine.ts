@@ -1,6 +1,7 @@
 import { UsageError } from "../errors.js";
 import { Cpu, type HookAnswer } from "./cpu.js";
 import { makeDecode } from "./decoder.js";
+import { cachedDecode } from "./decode-cache.js";
 import type { ExceptionEvent, RunResult } from "./events.js";
 import type { CallingConvention, HostEntry, HostFn } from "./host.js";
 import type { Insn } from "./insn.js";
@@ -46,7 +47,7 @@ export class Machine {
     const n = opts.cpus ?? 1;
     if (!Number.isInteger(n) || n < 1 || n > 8) throw new UsageError(`cpus must be 1..8, got ${n}`);
     this.bits = opts.bits;
-    const decode = makeDecode(this.hostTable);
+    const decode = cachedDecode(makeDecode(this.hostTable), this.hostTable);
     for (let i = 0; i < n; i++) {
       const c = new Cpu(this.mem, opts.bits, decode);
       if (opts.bits === 64) { c.gdt = linuxGdt64(); c.setCs(SEL64.KERNEL_CS); c.ss = SEL64.KERNEL_DS; }

@@ -1,5 +1,6 @@
 import { UsageError } from "../errors.js";
 import { CpuFault, PF, Vec } from "./events.js";
+import type { Journal } from "./journal.js";
 import { freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
 import { isCanonical, pageKey, toBig } from "./u64.js";
 
@@ -30,6 +31,12 @@ export class Memory {
   watch: WriteWatch | null = null;
   /** Sees every data read (not instruction fetches): address and size. */
   readWatch: WriteWatch | null = null;
+  /** Sees every loader write (`load`) before it lands: address and length (cross-modifying-code fetch models). */
+  beforeLoad: ((addr: bigint, len: number) => void) | null = null;
+  /** When set, every write and mapping change is recorded for `rollback` (see journal.ts). */
+  journal: Journal | null = null;
+  /** Zeroed pages left by rollback, reused by `map`. */
+  private readonly spare: Page[] = [];
 
   private readonly rKey = new Float64Array(TLB).fill(-1);
   private readonly rPage: (Page | null)[] = new Array<Page | null>(TLB).fill(null);
@@ -45,7 +52,8 @@ export class Memory {
       if (old) {
         if (old.perm !== perm) this.replace(key, new Page(old.data.slice(), perm, this.epoch), true);
       } else {
-        this.pages.set(key, new Page(new Uint8Array(PAGE_SIZE), perm, this.epoch));
+        if (this.journal !== null) this.journal.mapping(key, undefined);
+        this.pages.set(key, this.freshPage(perm));
       }
     });
     this.flush();
@@ -65,6 +73,7 @@ export class Memory {
   unmap(addr: bigint, size: number): void {
     this.forPages(addr, size, (key) => {
       this.dropCode(key - 1);
+      if (this.journal !== null && this.pages.has(key)) { this.journal.pagesMayChange(); this.journal.mapping(key, this.pages.get(key)); }
       this.pages.delete(key);
     });
     this.gen++;
@@ -90,6 +99,7 @@ export class Memory {
 
   private replace(key: number, p: Page, dropPrev: boolean): void {
     if (dropPrev) this.dropCode(key - 1);
+    if (this.journal !== null) { this.journal.pagesMayChange(); this.journal.mapping(key, this.pages.get(key)); }
     this.pages.set(key, p);
     this.gen++;
   }
@@ -113,11 +123,13 @@ export class Memory {
   snapshot(): MemorySnapshot {
     const snap = { pages: new Map(this.pages) };
     this.epoch = freshEpoch(); // every current page is now shared with the snapshot
+    if (this.journal !== null) this.journal.pagesMayChange();
     this.flush();
     return snap;
   }
 
   restore(snap: MemorySnapshot): void {
+    if (this.journal !== null) this.journal.broken = true;
     this.pages = new Map(snap.pages);
     this.epoch = freshEpoch();
     this.gen++;
@@ -231,6 +243,7 @@ export class Memory {
   write8(lo: number, hi: number, v: number): void {
     const p = this.writePage(lo, hi, false);
     const off = lo & 4095;
+    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 1);
     p.data[off] = v;
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 1);
     if (this.watch !== null) this.watch(lo, hi, 1);
@@ -240,6 +253,7 @@ export class Memory {
     const off = lo & 4095;
     if (off > 4094) return this.writeSlow(lo, hi, 2, v, 0, stack);
     const p = this.writePage(lo, hi, stack);
+    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 2);
     p.dv.setUint16(off, v & 0xffff, true);
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 2);
     if (this.watch !== null) this.watch(lo, hi, 2);
@@ -249,6 +263,7 @@ export class Memory {
     const off = lo & 4095;
     if (off > 4092) return this.writeSlow(lo, hi, 4, v, 0, stack);
     const p = this.writePage(lo, hi, stack);
+    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 4);
     p.dv.setInt32(off, v, true);
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 4);
     if (this.watch !== null) this.watch(lo, hi, 4);
@@ -258,6 +273,7 @@ export class Memory {
     const off = lo & 4095;
     if (off > 4088) return this.writeSlow(lo, hi, 8, vlo, vhi, stack);
     const p = this.writePage(lo, hi, stack);
+    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 8);
     p.dv.setInt32(off, vlo, true);
     p.dv.setInt32(off + 4, vhi, true);
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 8);
@@ -276,6 +292,7 @@ export class Memory {
       const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
       const b = k < 4 ? (vlo >>> (8 * k)) & 0xff : (vhi >>> (8 * (k - 4))) & 0xff;
       const p = pages[k];
+      if (this.journal !== null) this.journal.record(p, pageKey(l, h), l & 4095, 1);
       p.data[l & 4095] = b;
       if (p.code !== null || p.crossIn) this.invalidate(p, l, h, l & 4095, 1);
     }
@@ -331,6 +348,7 @@ export class Memory {
 
   /** Loads bytes ignoring write protection (a loader, not the CPU); pages must be mapped. */
   load(addr: bigint, bytes: Uint8Array | readonly number[]): void {
+    if (this.beforeLoad !== null && bytes.length > 0) this.beforeLoad(addr, bytes.length);
     const a = BigInt.asUintN(64, addr);
     let k = 0;
     while (k < bytes.length) {
@@ -344,16 +362,144 @@ export class Memory {
       }
       const off = Number(x & 4095n);
       const n = Math.min(bytes.length - k, 4096 - off);
+      if (this.journal !== null) this.journal.record(p, key, off, n);
       if (bytes instanceof Uint8Array) p.data.set(bytes.subarray(k, k + n), off);
       else for (let i = 0; i < n; i++) p.data[off + i] = bytes[k + i];
-      if (p.code) this.dropCode(key);
-      if (off < 15) this.dropCode(key - 1);
+      // a short load (a patch site) drops only the decoded instructions it overlaps
+      if (n <= 64) { if (p.code !== null || p.crossIn) this.invalidate(p, Number(BigInt.asIntN(32, x)), Number(BigInt.asIntN(32, x >> 32n)), off, n); }
+      else {
+        if (p.code) this.dropCode(key);
+        if (off < 15) this.dropCode(key - 1);
+      }
       k += n;
     }
     this.gen++;
     this.flush();
   }
 
+  // ---- number-address variants for hot host code (same semantics, no BigInt) -------------
+
+  /** Maps page number `key` with `perm` when it is not mapped (as `map` does for one page). */
+  mapPage(key: number, perm: number): void {
+    const old = this.pages.get(key);
+    if (old !== undefined) {
+      if (old.perm !== perm) this.map(BigInt(key) << 12n, PAGE_SIZE, perm);
+      return;
+    }
+    if (this.journal !== null) this.journal.mapping(key, undefined);
+    this.pages.set(key, this.freshPage(perm));
+  }
+
+  /** `load` at the address (lo, hi) of the first `len` bytes of `bytes`. */
+  loadAt(lo: number, hi: number, bytes: Uint8Array | readonly number[], len = bytes.length): void {
+    if (this.beforeLoad !== null && len > 0) this.beforeLoad(toBig(lo, hi), len);
+    let k = 0, copied = false;
+    while (k < len) {
+      const a = (lo >>> 0) + k;
+      const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
+      const key = pageKey(l, h);
+      let p = this.pages.get(key);
+      if (!p) throw new UsageError(`load: 0x${toBig(l, h).toString(16)} is not mapped`);
+      if (p.epoch !== this.epoch) {
+        p = p.copyFor(this.epoch);
+        this.pages.set(key, p);
+        copied = true;
+      }
+      const off = l & 4095;
+      const n = Math.min(len - k, 4096 - off);
+      if (this.journal !== null) this.journal.record(p, key, off, n);
+      const d = p.data;
+      if (n > 16 && bytes instanceof Uint8Array) d.set(bytes.subarray(k, k + n), off);
+      else for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
+      if (n <= 64) { if (p.code !== null || p.crossIn) this.invalidate(p, l, h, off, n); }
+      else {
+        if (p.code) this.dropCode(key);
+        if (off < 15) this.dropCode(key - 1);
+      }
+      k += n;
+    }
+    this.gen++;
+    if (copied) this.flush();
+  }
+
+  /** Called when code is decoded into the page at (lo, hi): only its write-TLB slot must go. */
+  codeAddedAt(lo: number, hi: number): void {
+    const i = (lo >>> 12) & (TLB - 1);
+    if (this.wKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) this.wKey[i] = -1;
+  }
+
+  // ---- the write journal -----------------------------------------------------------------
+
+  /**
+   * Undoes every write and mapping change the attached journal recorded after `mark`,
+   * newest first: old bytes go back (decoded instructions over them are dropped), pages
+   * mapped since are removed (and kept, zeroed, for reuse), replaced pages come back.
+   */
+  rollback(mark: number): void {
+    const j = this.journal;
+    if (j === null) throw new UsageError("rollback: no journal attached");
+    if (j.broken) throw new UsageError("rollback: the journal is broken (memory was restored from a snapshot, or it overflowed)");
+    let remapped = false;
+    const old = j.old, keys = j.keys, offs = j.offs, sizes = j.sizes, at = j.at;
+    for (let i = j.n - 1; i >= mark; i--) {
+      const size = sizes[i], key = keys[i];
+      if (size === 0) {
+        const prev = j.pages[i], cur = this.pages.get(key);
+        // instructions of the page before that ran into this one go (invalidate's cross-in path)
+        if (cur !== undefined && cur.crossIn) this.invalidate(cur, ((key % 1048576) << 12) | 0, Math.floor(key / 1048576) | 0, 0, 1);
+        if (prev === undefined) {
+          this.pages.delete(key);
+          // a page mapped inside the journal whose every write was undone above is zero again
+          if (cur !== undefined && cur.epoch === this.epoch) this.recycle(cur);
+        } else this.pages.set(key, prev);
+        remapped = true;
+        continue;
+      }
+      let p = j.pages[i] as Page;
+      if (i < j.slowBelow) {
+        // the recorded object may have been replaced or be shared with a snapshot since
+        const q = this.pages.get(key);
+        if (q === undefined) continue;
+        p = q.epoch === this.epoch ? q : q.copyFor(this.epoch);
+        if (p !== q) { this.pages.set(key, p); remapped = true; }
+      }
+      const off = offs[i];
+      if (size === 8) { const dv = p.dv; dv.setInt32(off, j.vlo[i], true); dv.setInt32(off + 4, j.vhi[i], true); }
+      else if (size === 4) p.dv.setInt32(off, j.vlo[i], true);
+      else if (size === 1) p.data[off] = j.vlo[i];
+      else if (size <= 8) { const d = p.data, v = j.vlo[i]; for (let k = 0; k < size; k++) d[off + k] = (v >>> (8 * k)) & 0xff; }
+      else p.data.set(old.subarray(at[i], at[i] + size), off);
+      if (p.code !== null || p.crossIn) {
+        const hi = Math.floor(key / 1048576) | 0, lo = (((key % 1048576) << 12) | off) | 0;
+        this.invalidate(p, lo, hi, off, size);
+      }
+    }
+    if (mark < j.n) {
+      j.nb = at[mark];
+      j.n = mark;
+    }
+    if (j.slowBelow > mark) j.slowBelow = mark;
+    if (remapped) { this.gen++; this.flush(); }
+  }
+
+  /** Keeps a zeroed page for reuse, with its decode cache emptied (its array kept when the offsets are known). */
+  private recycle(p: Page): void {
+    const code = p.code, at = p.decodedAt;
+    if (code !== null && at !== null && at.length <= 255) for (let i = 0; i < at.length; i++) code[at[i]] = undefined;
+    else p.code = null;
+    if (at !== null) at.length = 0;
+    p.crossIn = false;
+    if (this.spare.length < 64) this.spare.push(p);
+  }
+
+  /** A zeroed page for `map`: a spare one if rollback left any. */
+  private freshPage(perm: number): Page {
+    const p = this.spare.pop();
+    if (p === undefined) return new Page(new Uint8Array(PAGE_SIZE), perm, this.epoch);
+    p.perm = perm;
+    p.epoch = this.epoch;
+    return p;
+  }
 }
 
 function keyOf(addr: bigint): number {

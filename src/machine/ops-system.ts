@@ -39,7 +39,7 @@ export function compileSystem(ins: Instruction, bits: number): Exec | undefined 
     case Mnemonic.Cld: return (c) => { c.flags &= ~F.DF; };
     case Mnemonic.Std: return (c) => { c.flags |= F.DF; };
     case Mnemonic.Cli: return (c) => { checkIopl(c, "CLI"); c.flags &= ~F.IF; };
-    case Mnemonic.Sti: return (c) => { checkIopl(c, "STI"); c.flags |= F.IF; };
+    case Mnemonic.Sti: return (c) => { checkIopl(c, "STI"); if ((c.flags & F.IF) === 0) c.inhibitInterrupts(); c.flags |= F.IF; };
     case Mnemonic.Hlt:
       return (c) => {
         if (c.cpl !== 0) throw new CpuFault(Vec.GP, 0, undefined, "HLT at CPL > 0");

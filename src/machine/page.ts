@@ -18,6 +18,11 @@ export class Page {
   code: (Insn | undefined)[] | null = null;
   /** An instruction decoded in the previous page runs into this one. */
   crossIn = false;
+  /**
+   * Offsets where `code` got entries (decode-cache.ts records them; a final -1 means more
+   * than it keeps), so a page recycled by Memory.rollback can keep its code array.
+   */
+  decodedAt: number[] | null = null;
 
   constructor(
     data: Uint8Array,
@@ -34,7 +39,9 @@ export class Page {
     const p = new Page(this.data.slice(), this.perm, epoch);
     p.code = this.code;
     p.crossIn = this.crossIn;
+    p.decodedAt = this.decodedAt;
     this.code = null;
+    this.decodedAt = null;
     return p;
   }
 }

@@ -54,11 +54,22 @@ export function explainInequivalence(b: Bench, c: EmuCase): string {
     `registers: ${regs || "equal"}; memory runs differing: ${r.diff.memory.length}; traced calls ${r.realEvents.length}/${r.emulatedEvents.length}`;
 }
 
+/** The campaign's property names. */
+export type PropertyName = PropertyReport["property"];
+
 export interface CampaignOptions {
   /** Runs per property (default: 300, at least 16 per coverage cell). */
   readonly runs?: number;
   readonly seed?: number;
   readonly path?: string;
+  /** Only these properties (default: both, in campaign order). */
+  readonly properties?: readonly PropertyName[];
+  /** A bench prepared earlier for this variant, reused instead of booting again. */
+  readonly bench?: Bench;
+  /** Incremented per case the equivalence property runs, by coverage cell (shrinking included). */
+  readonly cellCounts?: Map<string, number>;
+  /** Called after every run of either property (shrinking included): progress. */
+  readonly onRun?: () => void;
 }
 
 /**
@@ -68,7 +79,10 @@ export interface CampaignOptions {
  */
 export function checkVariant(v: Variant, o: CampaignOptions = {}): PropertyReport[] {
   if (v.emulates.length === 0) return [];
-  const b = prepare(v);
+  const b = o.bench ?? prepare(v);
+  const wants = (p: PropertyName): boolean => o.properties === undefined || o.properties.includes(p);
+  const onRun = o.onRun ?? ((): void => undefined);
+  const counts = o.cellCounts;
   const seed = o.seed ?? 20191105;
   const cells = expectedCells(v);
   const runs = o.runs ?? Math.max(300, 16 * cells.length);
@@ -77,18 +91,28 @@ export function checkVariant(v: Variant, o: CampaignOptions = {}): PropertyRepor
 
   const covered = new Set<string>();
   let t0 = performance.now();
-  const eq = fc.check(fc.property(emuCase(b.k.L, v.emulates), (c) => { covered.add(coverageCell(v, c)); return runEmuCase(b, c).equal; }), params);
-  const missing = eq.failed ? [] : cells.filter((x) => !covered.has(x));
-  const ce = eq.counterexample?.[0];
-  reports.push({
-    variant: v.name, property: "emulated ≡ real", runs: eq.numRuns, ok: !eq.failed && missing.length === 0, seed,
-    ...(eq.failed ? { path: eq.counterexamplePath ?? undefined, counterexample: ce, detail: ce ? explainInequivalence(b, ce) : String(eq.errorInstance) } : {}),
-    ...(missing.length > 0 ? { detail: `coverage: ${missing.length} cells never exercised` } : {}),
-    ms: Math.round(performance.now() - t0), covered: [...covered].sort(), missing,
-  });
+  if (wants("emulated ≡ real")) {
+    const eq = fc.check(fc.property(emuCase(b.k.L, v.emulates), (c) => {
+      const cell = coverageCell(v, c);
+      covered.add(cell);
+      if (counts !== undefined) counts.set(cell, (counts.get(cell) ?? 0) + 1);
+      const equal = runEmuCase(b, c).equal;
+      onRun();
+      return equal;
+    }), params);
+    const missing = eq.failed ? [] : cells.filter((x) => !covered.has(x));
+    const ce = eq.counterexample?.[0];
+    reports.push({
+      variant: v.name, property: "emulated ≡ real", runs: eq.numRuns, ok: !eq.failed && missing.length === 0, seed,
+      ...(eq.failed ? { path: eq.counterexamplePath ?? undefined, counterexample: ce, detail: ce ? explainInequivalence(b, ce) : String(eq.errorInstance) } : {}),
+      ...(missing.length > 0 ? { detail: `coverage: ${missing.length} cells never exercised` } : {}),
+      ms: Math.round(performance.now() - t0), covered: [...covered].sort(), missing,
+    });
+  }
 
+  if (!wants("handler invariants")) return reports;
   t0 = performance.now();
-  const inv = fc.check(fc.property(emuCase(b.k.L, v.emulates), (c) => checkTrapInvariants(b, c).violations.length === 0), params);
+  const inv = fc.check(fc.property(emuCase(b.k.L, v.emulates), (c) => { const ok = checkTrapInvariants(b, c).violations.length === 0; onRun(); return ok; }), params);
   const ice = inv.counterexample?.[0];
   reports.push({
     variant: v.name, property: "handler invariants", runs: inv.numRuns, ok: !inv.failed, seed,

@@ -1,7 +1,10 @@
 import { Perm } from "../machine/page.js";
+import { hiOf, loOf, pageKey } from "../machine/u64.js";
+import { LAYOUT_32, LAYOUT_64 } from "../kernel/layout.js";
 import { F } from "../machine/flags.js";
-import { diffStates, type StateDiff } from "../machine/state.js";
-import type { MachineSnapshot } from "../machine/state.js";
+import type { MachineSnapshot, StateDiff } from "../machine/state.js";
+import { Int3bedError } from "../errors.js";
+import { engineOf, startCase } from "./engine.js";
 import type { RunResult } from "../machine/events.js";
 import type { Kernel, KernelEvent } from "../kernel/kernel.js";
 import type { PatchKind, Variant } from "../kernel/variant.js";
@@ -49,6 +52,22 @@ export function realBytes(k: EmuCase, target: bigint): number[] {
   }
 }
 
+/** realBytes from the low halves of the site and the target (rel32/rel8 are their difference mod 2^32). */
+function realBytesLo(kind: PatchKind, cc: number, siteLo: number, targetLo: number): number[] {
+  const rel = (len: number): number => (targetLo - siteLo - len) | 0;
+  const le32 = (n: number): number[] => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24];
+  switch (kind) {
+    case "call": return [0xe8, ...le32(rel(5))];
+    case "jmp32": return [0xe9, ...le32(rel(5))];
+    case "jmp8": return [0xeb, rel(2) & 0xff];
+    case "nop2": return [0x66, 0x90];
+    case "nop5": return [0x0f, 0x1f, 0x44, 0x00, 0x00];
+    case "ret": return [0xc3];
+    case "jcc8": return [0x70 | cc, rel(2) & 0xff];
+    case "jcc32": return [0x0f, 0x80 | cc, ...le32(rel(6))];
+  }
+}
+
 export const insnLength = (kind: PatchKind): number =>
   ({ call: 5, jmp32: 5, jmp8: 2, nop2: 2, nop5: 5, ret: 1, jcc8: 2, jcc32: 6 })[kind];
 
@@ -90,6 +109,7 @@ export interface EmuResult {
   readonly emulatedEvents: readonly KernelEvent[];
   /** The target actually used (ftrace variants call ftrace_regs_caller). */
   readonly target: bigint;
+  /** The state S both runs start from, and the two final states (built when first read). */
   readonly before: MachineSnapshot;
   readonly afterReal: MachineSnapshot;
   readonly afterEmulated: MachineSnapshot;
@@ -102,79 +122,135 @@ export interface Bench {
   readonly pristine: MachineSnapshot;
 }
 
+/**
+ * Boots a variant for checking: the kernel, the callee's COOKIE page, and the pristine
+ * snapshot every case starts from. Cases then run on this one machine and are undone
+ * through its write journal (engine.ts), not by restoring snapshots.
+ */
 export function prepare(v: Variant): Bench {
   const k = v.boot();
+  k.m.map(COOKIE[k.m.bits], 0x1000, Perm.R | Perm.W);
   return { variant: v, k, pristine: k.m.snapshot() };
 }
 
-function resetKernel(k: Kernel): void {
-  k.events.length = 0;
-  k.ftraceRecords.clear();
+export function resetKernel(k: Kernel): void {
+  // (setting an array's length is a slow runtime call in V8 even when it is already 0)
+  if (k.events.length !== 0) k.events.length = 0;
+  if (k.ftraceRecords.size > 0) k.ftraceRecords.clear();
   k.modifyingFtraceCode = 0;
   k.ftraceUpdateFunc = 0n;
   k.ftraceUpdateFuncCall = 0n;
   k.bpPatchingInProgress = false;
   k.bpDesc = { vec: [], refs: 0 };
-  k.dieNotifiers.length = 0;
+  if (k.dieNotifiers.length !== 0) k.dieNotifiers.length = 0;
 }
 
-/** The loaded case: where things are, and the state S both runs start from. */
-export interface LoadedCase {
+/** Where a laid-out case put things. */
+export interface CaseLayout {
   readonly target: bigint;
   readonly len: number;
   readonly stackBase: bigint;
   /** The interrupted stack pointer R. */
   readonly sp: bigint;
+  /** The site X as int32 halves (hi 0 on 32-bit). */
+  readonly siteLo?: number;
+  readonly siteHi?: number;
+}
+
+/** The loaded case: where things are, and the state S both runs start from. */
+export interface LoadedCase extends CaseLayout {
   readonly before: MachineSnapshot;
 }
 
 /**
- * Restores the pristine kernel and lays the case out: the real instruction at X followed by
- * HLT; at the target the callee (CALL) or HLT; registers, flags and the stack as drawn.
+ * Lays the case out on the machine as it is (the engine has just rolled it back to the
+ * pristine state): the real instruction at X followed by HLT; at the target the callee
+ * (CALL) or HLT; registers, flags and the stack as drawn.
  */
-export function loadCase(b: Bench, c: EmuCase): LoadedCase {
+export function layCase(b: Bench, c: EmuCase): CaseLayout {
   const { k, variant } = b;
-  const m = k.m;
+  const m = k.m, mem = m.mem, cpu = m.cpu;
   const L = k.L;
-  m.restore(b.pristine);
+  const wide = m.bits === 64;
   resetKernel(k);
   const fentry = variant.sites === "ftrace" && c.trampoline !== true;
   const target = fentry ? k.addr("ftrace_regs_caller") : c.target;
   const len = insnLength(c.kind);
-  m.map(c.site & ~0xfffn, 0x2000, Perm.R | Perm.X);
-  m.map(COOKIE[m.bits], 0x1000, Perm.R | Perm.W);
+  SLOT64[0] = c.site;
+  const sLo = SLOT32[0], sHi = wide ? SLOT32[1] : 0;
+  SLOT64[0] = target;
+  const tLo = SLOT32[0], tHi = wide ? SLOT32[1] : 0;
+  // the site's page and the next (the instruction may cross), the same for the target
+  const sKey = pageKey(sLo, sHi);
+  mem.mapPage(sKey, Perm.R | Perm.X);
+  mem.mapPage(sKey + 1, Perm.R | Perm.X);
+  if (!engineOf(b).cookieMapped) mem.mapPage(COOKIE_PAGE[m.bits], Perm.R | Perm.W);
   if (!fentry) {
-    m.map(target & ~0xfffn, 0x2000, Perm.R | Perm.X);
-    m.load(target, c.kind === "call" ? CALLEE[m.bits] : [0xf4]);
+    const tKey = pageKey(tLo, tHi);
+    mem.mapPage(tKey, Perm.R | Perm.X);
+    mem.mapPage(tKey + 1, Perm.R | Perm.X);
+    mem.loadAt(tLo, tHi, c.kind === "call" ? CALLEE[m.bits] : HLT);
   }
-  m.load(c.site, [...realBytes(c, target), 0xf4]);
+  const bytes = realBytesLo(c.kind, c.cc, sLo, tLo);
+  bytes.push(0xf4);
+  mem.loadAt(sLo, sHi, bytes);
   const stackBase = c.stack === "task" ? L.stack : L.irqStack;
+  const bLo = c.stack === "task" ? STACK_LO[m.bits] : IRQ_LO[m.bits], bHi = c.stack === "task" ? STACK_HI[m.bits] : IRQ_HI[m.bits];
   // Random contents in a window around the interrupted SP (frames, gap, callee, and what a
   // RET pops); the rest of the stack keeps the pristine zeros. Cheaper than the whole stack.
   const lo = Math.max(0, c.spOffset - 1024), hi = Math.min(L.threadSize, c.spOffset + 256);
-  m.load(stackBase + BigInt(lo), fillPattern(hi - lo, c.stackBytes));
-  const cpu = m.cpu;
-  c.regs.forEach((v, i) => { if (i !== 4 && i < (m.bits === 64 ? 16 : 8)) cpu.setReg(i, v); });
-  const sp = stackBase + BigInt(c.spOffset);
-  cpu.sp = sp;
-  if (c.kind === "ret") {
-    if (m.bits === 64) m.write64(sp, target);
-    else m.write32(sp, Number(target));
+  const wLo = (bLo >>> 0) + lo;
+  mem.loadAt(wLo | 0, (bHi + (wLo >= TWO32 ? 1 : 0)) | 0, fillPatternInto(engineOf(b).scratch, hi - lo, c.stackBytes));
+  // registers through a 64-bit typed-array slot: the halves without BigInt arithmetic
+  const n = Math.min(wide ? 16 : 8, c.regs.length);
+  for (let i = 0; i < n; i++) {
+    if (i === 4) continue;
+    SLOT64[0] = c.regs[i];
+    cpu.lo[i] = SLOT32[0];
+    cpu.hi[i] = wide ? SLOT32[1] : 0;
   }
-  cpu.rip = c.site;
+  const spA = (bLo >>> 0) + c.spOffset;
+  const spLo = spA | 0, spHi = wide ? (bHi + (spA >= TWO32 ? 1 : 0)) | 0 : 0;
+  cpu.lo[4] = spLo;
+  cpu.hi[4] = spHi;
+  if (c.kind === "ret") {
+    if (wide) mem.write64(spLo, spHi, tLo, tHi);
+    else mem.write32(spLo, 0, tLo);
+  }
+  cpu.ripLo = sLo;
+  cpu.ripHi = sHi;
   cpu.flags = 0x2 | (c.flags & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF)) | (c.ifOn ? F.IF : 0);
-  return { target, len, stackBase, sp, before: m.snapshot() };
+  return { target, len, stackBase, sp: stackBase + BigInt(c.spOffset), siteLo: sLo, siteHi: sHi };
+}
+
+const TWO32 = 4294967296;
+/** One 64-bit slot seen as int32 halves (little-endian, as x86 and every Node platform here). */
+const SLOT = new ArrayBuffer(8), SLOT64 = new BigUint64Array(SLOT), SLOT32 = new Int32Array(SLOT);
+const COOKIE_PAGE = { 64: Number(COOKIE[64] >> 12n), 32: Number(COOKIE[32] >> 12n) } as const;
+const STACK_LO = { 64: loOf(LAYOUT_64.stack), 32: loOf(LAYOUT_32.stack) }, STACK_HI = { 64: hiOf(LAYOUT_64.stack), 32: 0 };
+const IRQ_LO = { 64: loOf(LAYOUT_64.irqStack), 32: loOf(LAYOUT_32.irqStack) }, IRQ_HI = { 64: hiOf(LAYOUT_64.irqStack), 32: 0 };
+const HLT = [0xf4];
+
+/**
+ * Restores the pristine kernel and lays the case out (see layCase), returning the state S
+ * as a snapshot. (The check engine itself lays cases out on a journaled machine.)
+ */
+export function loadCase(b: Bench, c: EmuCase): LoadedCase {
+  startCase(b);
+  const lc = layCase(b, c);
+  return { ...lc, before: b.k.m.snapshot() };
 }
 
 /**
  * Puts the int3 at X (the rest of the bytes as the patch protocol leaves them: the new
  * instruction's tail) and declares the site in transition the way the variant does.
  */
-export function armSite(b: Bench, c: EmuCase, lc: LoadedCase): void {
+export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
   const { k, variant } = b;
   const m = k.m;
   resetKernel(k);
-  m.load(c.site, [0xcc]);
+  if (lc.siteLo !== undefined && lc.siteHi !== undefined) m.mem.loadAt(lc.siteLo, lc.siteHi, INT3);
+  else m.load(c.site, INT3);
   if (variant.sites === "ftrace" && c.trampoline === true) {
     k.ftraceUpdateFunc = c.site;
     k.ftraceUpdateFuncCall = lc.target;
@@ -187,10 +263,12 @@ export function armSite(b: Bench, c: EmuCase, lc: LoadedCase): void {
   } else {
     const noDisp = c.kind === "nop2" || c.kind === "nop5" || c.kind === "ret";
     const disp = noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len)));
-    const opcode = { call: 0xe8, jmp32: 0xe9, jmp8: 0xeb, nop2: 0xeb, nop5: 0xe9, ret: 0xc3, jcc8: 0x70 | c.cc, jcc32: 0x70 | c.cc }[c.kind];
-    k.bpDesc = { vec: [{ addr: c.site, len: lc.len, opcode, disp }], refs: 1 };
+    k.bpDesc = { vec: [{ addr: c.site, len: lc.len, opcode: OPCODE[c.kind] | (c.kind === "jcc8" || c.kind === "jcc32" ? c.cc : 0), disp }], refs: 1 };
   }
 }
+
+const INT3 = [0xcc];
+const OPCODE: Record<PatchKind, number> = { call: 0xe8, jmp32: 0xe9, jmp8: 0xeb, nop2: 0xeb, nop5: 0xe9, ret: 0xc3, jcc8: 0x70, jcc32: 0x70 };
 
 /**
  * Runs one case both ways from the same state S: the real instruction at X, and the int3 at X
@@ -198,44 +276,87 @@ export function armSite(b: Bench, c: EmuCase, lc: LoadedCase): void {
  * jump target, or after the callee returns. Then every register, RIP, RFLAGS, CS, SS, all
  * memory except the dead bytes below the final SP in the interrupted stack and the site's
  * first byte, and the kernel's reported events (traced calls) must be equal.
+ *
+ * One machine per Bench: the case is laid out, run, undone through the write journal, the
+ * site armed, run again; memory is compared where either run wrote (the journal sees every
+ * write). The machine is left in the emulated run's final state.
  */
 export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   const { k } = b;
   const m = k.m;
-  const lc = loadCase(b, c);
+  const e = startCase(b);
+  const lc = layCase(b, c);
+  e.laidOut();
   const realRun = m.run({ maxSteps: 500 });
-  const afterReal = m.snapshot();
-  const realEvents = [...k.events];
-
-  m.restore(lc.before);
+  const realEvents = k.events.slice();
+  e.realDone();
   armSite(b, c, lc);
   const emuRun = m.run({ maxSteps: 500 });
-  const afterEmulated = m.snapshot();
-  const emulatedEvents = [...k.events];
+  const emulatedEvents = k.events.slice();
+  e.emulatedDone();
+  const diff = e.diff(lc.stackBase, c.site, lc.siteLo ?? 0, lc.siteHi ?? 0);
+  const equal = realRun.reason === "hlt" && emuRun.reason === "hlt" && diff.equal && eventsEqual(realEvents, emulatedEvents);
+  return new EmuOutcome(b, c, e.seq, equal, diff, realRun, emuRun, realEvents, emulatedEvents, lc.target);
+}
 
-  const finalSp = m.cpu.sp;
-  const diff = diffStates(afterReal, afterEmulated, { ignore: [[lc.stackBase, finalSp], [c.site, c.site + 1n]] });
-  const eventsEqual = JSON.stringify(realEvents, big) === JSON.stringify(emulatedEvents, big);
-  return {
-    equal: realRun.reason === "hlt" && emuRun.reason === "hlt" && diff.equal && eventsEqual,
-    diff, real: realRun, emulated: emuRun, realEvents, emulatedEvents, target: lc.target,
-    before: lc.before, afterReal, afterEmulated,
-  };
+/**
+ * A result whose snapshots are built when first read: from the machine while it still
+ * holds this case, else by running the case again (the models are deterministic; a
+ * re-run that ends differently is an error, not a silent substitute).
+ */
+class EmuOutcome implements EmuResult {
+  private snaps: [MachineSnapshot, MachineSnapshot, MachineSnapshot] | undefined;
+  constructor(
+    private readonly bench: Bench, private readonly c: EmuCase, private readonly seq: number,
+    readonly equal: boolean, readonly diff: StateDiff, readonly real: RunResult, readonly emulated: RunResult,
+    readonly realEvents: readonly KernelEvent[], readonly emulatedEvents: readonly KernelEvent[], readonly target: bigint,
+  ) {}
+
+  private all(): [MachineSnapshot, MachineSnapshot, MachineSnapshot] {
+    if (this.snaps !== undefined) return this.snaps;
+    const e = engineOf(this.bench);
+    if (!e.holds(this.seq)) {
+      const again = runEmuCase(this.bench, this.c);
+      if (again.equal !== this.equal || again.real.steps !== this.real.steps || again.emulated.steps !== this.emulated.steps ||
+        again.diff.registers.length !== this.diff.registers.length || again.diff.memory.length !== this.diff.memory.length) {
+        throw new Int3bedError(`${this.bench.variant.name}: running the case again to build its snapshots ended differently (is the variant deterministic?)`);
+      }
+    }
+    this.snaps = e.snapshots();
+    return this.snaps;
+  }
+
+  get before(): MachineSnapshot { return this.all()[0]; }
+  get afterReal(): MachineSnapshot { return this.all()[1]; }
+  get afterEmulated(): MachineSnapshot { return this.all()[2]; }
+}
+
+/** Kernel events compared field by field (bigints by value). */
+function eventsEqual(a: readonly KernelEvent[], b: readonly KernelEvent[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) {
+    const x = a[i] as Record<string, unknown>, y = b[i] as Record<string, unknown>;
+    const kx = Object.keys(x), ky = Object.keys(y);
+    if (kx.length !== ky.length) return false;
+    for (const key of kx) if (x[key] !== y[key]) return false;
+  }
+  return true;
 }
 
 /** `size` bytes repeating `pattern` (by doubling copies). */
 export function fillPattern(size: number, pattern: Uint8Array): Uint8Array {
-  const out = new Uint8Array(size);
+  return fillPatternInto(new Uint8Array(size), size, pattern);
+}
+
+/** The first `size` bytes of `out` set to `pattern` repeated; returns a view of them. */
+function fillPatternInto(out: Uint8Array, size: number, pattern: Uint8Array): Uint8Array {
   let n = Math.min(pattern.length, size);
-  out.set(pattern.subarray(0, n));
+  for (let i = 0; i < n; i++) out[i] = pattern[i];
   while (n < size) {
     const m = Math.min(n, size - n);
     out.copyWithin(n, 0, m);
     n += m;
   }
-  return out;
+  return out.subarray(0, size);
 }
 
-function big(_: string, v: unknown): unknown {
-  return typeof v === "bigint" ? "0x" + v.toString(16) : v;
-}

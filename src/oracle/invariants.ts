@@ -1,7 +1,8 @@
 import { Mnemonic } from "iced-x86";
 import { Perm } from "../machine/page.js";
 import type { Bench, EmuCase } from "./emulation.js";
-import { armSite, loadCase } from "./emulation.js";
+import { armSite, layCase } from "./emulation.js";
+import { startCase } from "./engine.js";
 
 /** Bytes a trap-ending return consumes: IRETQ 5 words, same-privilege IRETD 3, ERETS the whole 64-byte FRED frame. */
 const EXIT_FRAME: Record<number, number> = { [Mnemonic.Iretq]: 40, [Mnemonic.Iretd]: 12, [Mnemonic.Erets]: 64 };
@@ -26,8 +27,8 @@ const hex = (v: bigint): string => "0x" + v.toString(16);
  */
 export function checkTrapInvariants(b: Bench, c: EmuCase): InvariantResult {
   const m = b.k.m;
-  const lc = loadCase(b, c);
-  m.restore(lc.before);
+  startCase(b); // the journal engine: back to the pristine machine
+  const lc = layCase(b, c);
   armSite(b, c, lc);
   const W = BigInt(b.k.L.word);
   const R = lc.sp;
@@ -101,8 +102,8 @@ export function checkUserInt3(b: Bench, c: EmuCase): InvariantResult {
   const { k } = b;
   const m = k.m;
   const L = k.L;
-  const lc = loadCase(b, c);
-  m.restore(lc.before);
+  startCase(b); // the journal engine: back to the pristine machine
+  const lc = layCase(b, c);
   const site = L.userText + BigInt(c.spOffset & 0xfff);
   const userCase = { ...c, site };
   m.map(L.userText, 0x2000, Perm.R | Perm.X | Perm.U).map(L.userStack, 0x2000, Perm.R | Perm.W | Perm.U);
@@ -151,8 +152,8 @@ export function checkUserInt3(b: Bench, c: EmuCase): InvariantResult {
 export function checkStrayInt3(b: Bench, c: EmuCase): InvariantResult {
   const { k } = b;
   const m = k.m;
-  const lc = loadCase(b, c);
-  m.restore(lc.before);
+  startCase(b); // the journal engine: back to the pristine machine
+  const lc = layCase(b, c);
   armSite(b, { ...c, site: c.site + 0x100n }, lc); // some other site is in transition
   m.load(c.site, [0xcc]);
   const r = m.run({ maxSteps: 500 });

@@ -1,0 +1,208 @@
+import { Decoder, DecoderOptions, OpKind } from "iced-x86";
+import type { Cpu, DecodeFn } from "./cpu.js";
+import { testCondition } from "./flags.js";
+import type { HostEntry } from "./host.js";
+import type { Exec, Insn } from "./insn.js";
+import type { Page } from "./page.js";
+import { isCanonical } from "./u64.js";
+
+/** What an instruction's bytes compile to wherever they sit (position-independent code). */
+interface Compiled {
+  readonly bytes: Uint8Array;
+  readonly exec: Exec;
+  readonly mnemonic: number;
+}
+
+const TWO32 = 4294967296;
+
+/**
+ * A decode cache by bytes in front of the machine's decoder (which caches per address, in
+ * the page). Random cases put the same few instructions — a callee, HLT, INT3, a CALL or
+ * Jcc with a random displacement — at fresh addresses every time; decoding each through
+ * iced-x86 again costs more than running the whole case. So:
+ * - an instruction whose meaning does not depend on where it is (no near-branch operand, no
+ *   RIP-relative operand) is compiled once and its executor reused at any address;
+ * - the relative branches the int3 machinery patches in (E8/E9 rel32, EB rel8, 7x rel8,
+ *   0F 8x rel32, no prefixes) get their executor made directly from the displacement, the
+ *   same closures ops-flow.ts builds from iced's target: CALL pushes the next address and
+ *   jumps, JMP jumps, Jcc jumps when testCondition(cc) holds; a non-canonical 64-bit target
+ *   of CALL/JMP raises #GP(0) at the branch (a Jcc's, as there, is not checked).
+ * An instruction that runs into the next page reads that page only when it needs its bytes
+ * (faulting as the decoder's fetch would) and marks it, as the decoder does. Everything
+ * else, and host functions, go to the decoder unchanged; every miss ends in its compile.
+ */
+export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEntry>): DecodeFn {
+  /**
+   * Position-independent instructions: one-byte ones by their byte; longer ones by their
+   * first two bytes, each comparing the rest. (Decoding depends only on the bytes: bytes
+   * that match an entry in full are that instruction.)
+   */
+  const single: (Compiled | undefined)[] = new Array<Compiled | undefined>(256).fill(undefined);
+  const byTwo = new Map<number, Compiled[]>();
+  let cached = 0;
+  /** Mnemonic per relative-branch form (first byte, or 0x0f00 | second byte), learnt from the decoder. */
+  const forms = new Map<number, number>();
+  let hostPages = new Set<number>();
+  let hostCount = -1, hostMin = 0, hostMax = -1;
+
+  /**
+   * The cached instruction at `src[base]` (its page `page`, offset `off`, address (lo, hi)),
+   * placed in the page; undefined when none matches; MORE when one might, but needs more than
+   * the `limit` bytes there.
+   */
+  const match = (c: Cpu, page: Page, off: number, lo: number, hi: number, src: Uint8Array, base: number, limit: number): Insn | undefined | typeof MORE => {
+    const b0 = src[base];
+    // relative branches: the executor follows from the displacement
+    let form = -1, len = 0;
+    if (b0 === 0xe8 || b0 === 0xe9) { form = b0; len = 5; }
+    else if (b0 === 0xeb || (b0 & 0xf0) === 0x70) { form = b0; len = 2; }
+    else if (b0 === 0x0f) {
+      if (limit < 2) return undefined;
+      if ((src[base + 1] & 0xf0) === 0x80) { form = 0x0f00 | src[base + 1]; len = 6; }
+    }
+    if (form >= 0) {
+      const mn = forms.get(form);
+      if (mn === undefined) return undefined;
+      if (limit < len) return MORE;
+      const disp = len === 2 ? (src[base + 1] << 24) >> 24 : src[base + len - 4] | (src[base + len - 3] << 8) | (src[base + len - 2] << 16) | (src[base + len - 1] << 24);
+      const bytes = new Uint8Array(len);
+      for (let i = 0; i < len; i++) bytes[i] = src[base + i];
+      return place(c, page, off, lo, hi, len, branchExec(form, c.bits, lo, hi, len, disp), mn, bytes);
+    }
+    const one = single[b0];
+    if (one !== undefined) return place(c, page, off, lo, hi, 1, one.exec, one.mnemonic, one.bytes);
+    if (limit < 2) return undefined; // (the decoder knows whether one byte is all there is)
+    const list = byTwo.get(b0 | (src[base + 1] << 8));
+    if (list === undefined) return undefined;
+    let more = false;
+    for (let i = 0; i < list.length; i++) {
+      const e = list[i], eb = e.bytes;
+      let k = 2;
+      while (k < eb.length && k < limit && eb[k] === src[base + k]) k++;
+      if (k >= eb.length) return place(c, page, off, lo, hi, eb.length, e.exec, e.mnemonic, eb);
+      if (k >= limit) more = true;
+    }
+    return more ? MORE : undefined;
+  };
+
+  return (c: Cpu, lo: number, hi: number, page: Page): Insn => {
+    const off = lo & 4095;
+    if (hosts.size !== hostCount) {
+      hostPages = new Set([...hosts.keys()].map((a) => Number(BigInt.asUintN(64, a) >> 12n)));
+      hostCount = hosts.size;
+      hostMin = Math.min(...hostPages);
+      hostMax = Math.max(...hostPages);
+    }
+    const key = (hi >>> 0) * 1048576 + (lo >>> 12);
+    if (key >= hostMin && key <= hostMax && hostPages.has(key)) return track(page, off, inner(c, lo, hi, page));
+    const d = page.data;
+    const b0 = d[off];
+    let r: Insn | undefined | typeof MORE;
+    if (off <= 4096 - 15) r = match(c, page, off, lo, hi, d, off, 15);
+    else {
+      // near the page's end: the bytes here, and the next page's only if an instruction needs them
+      const avail = 4096 - off;
+      for (let i = 0; i < avail; i++) WIN[i] = d[off + i];
+      r = match(c, page, off, lo, hi, WIN, 0, avail);
+      if (r === MORE) {
+        const a = (lo >>> 0) + avail;
+        const nLo = a | 0, nHi = c.bits === 64 ? (hi + (a >= TWO32 ? 1 : 0)) | 0 : 0;
+        const next = c.mem.readPage(nLo, nHi, true, false); // faults as the decoder's fetch would
+        for (let i = avail; i < 15; i++) WIN[i] = next.data[i - avail];
+        r = match(c, page, off, lo, hi, WIN, 0, 15);
+        if (r !== undefined && r !== MORE && r.len > avail) {
+          next.crossIn = true;
+          c.mem.codeAddedAt(nLo, nHi);
+        }
+      }
+    }
+    if (r !== undefined && r !== MORE) return r;
+    const two = off < 4095 ? b0 | (d[off + 1] << 8) : -1;
+    const list = two < 0 ? undefined : byTwo.get(two);
+    const ins = inner(c, lo, hi, page);
+    const ib = ins.bytes;
+    const form = ib[0] === 0xe8 || ib[0] === 0xe9 || ib[0] === 0xeb || (ib[0] & 0xf0) === 0x70 ? ib[0]
+      : ib[0] === 0x0f && ib.length > 1 && (ib[1] & 0xf0) === 0x80 ? 0x0f00 | ib[1] : -1;
+    if (form >= 0 && !forms.has(form)) forms.set(form, ins.mnemonic);
+    if (two >= 0 && cached < MAX_CACHED && ib.length > 0 && ib[0] === b0 && (ib.length === 1 || ib[1] === d[off + 1]) &&
+      (list === undefined || list.length < 32) && positionIndependent(c.bits, ib)) {
+      const e: Compiled = { bytes: ib, exec: ins.exec, mnemonic: ins.mnemonic };
+      if (ib.length === 1) single[b0] = e;
+      else if (list === undefined) byTwo.set(two, [e]);
+      else list.push(e);
+      cached++;
+    }
+    return track(page, off, ins);
+  };
+}
+
+/**
+ * Records where the page holds decoded code, so a page memory recycles can drop exactly
+ * that (Page.decodedAt; past TRACKED offsets it records "too many": drop the whole cache).
+ */
+function track(page: Page, off: number, ins: Insn): Insn {
+  const at = (page.decodedAt ??= []);
+  if (at.length < TRACKED) at.push(off);
+  else if (at.length === TRACKED) at.push(-1);
+  return ins;
+}
+
+const TRACKED = 255;
+/** "Needs more bytes than given" (match). */
+const MORE = Symbol("more");
+/** The bytes at a page's end and the next page's start. */
+const WIN = new Uint8Array(16);
+
+/** Bound on the instructions cached by bytes. */
+const MAX_CACHED = 4096;
+
+/** Caches a compiled instruction at (lo, hi) in its page, as the decoder does. */
+function place(c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, exec: Exec, mnemonic: number, bytes: Uint8Array): Insn {
+  const s = (lo >>> 0) + len;
+  const insn: Insn = { exec, len, nLo: s | 0, nHi: c.bits === 64 ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, mnemonic, bytes };
+  if (page.code === null) {
+    page.code = new Array<Insn | undefined>(4096);
+    c.mem.codeAddedAt(lo, c.bits === 64 ? hi : 0);
+  }
+  page.code[off] = insn;
+  return track(page, off, insn);
+}
+
+/** The executor of a relative CALL/JMP/Jcc at (lo, hi) of `len` bytes with displacement `disp`. */
+function branchExec(form: number, bits: number, lo: number, hi: number, len: number, disp: number): Exec {
+  const next = (lo >>> 0) + len;
+  let tl: number, th: number;
+  if (bits === 64) {
+    const nHi = (hi + (next >= TWO32 ? 1 : 0)) | 0;
+    const t = (next % TWO32) + disp;
+    tl = t | 0;
+    th = (nHi + Math.floor(t / TWO32)) | 0;
+    // as ops-flow.ts: CALL/JMP raise #GP(0) at a non-canonical target; Jcc sets RIP (the fetch faults)
+    if (!isCanonical(tl, th) && (form === 0xe8 || form === 0xe9 || form === 0xeb)) return (cpu) => cpu.checkTarget(tl, th);
+  } else {
+    tl = (next + disp) | 0;
+    th = 0;
+  }
+  if (form === 0xe8) return (cpu) => { cpu.pushW(cpu.ripLo, cpu.ripHi); cpu.ripLo = tl; cpu.ripHi = th; };
+  if (form === 0xe9 || form === 0xeb) return (cpu) => { cpu.ripLo = tl; cpu.ripHi = th; };
+  const cc = form & 0xf;
+  return (cpu) => { if (testCondition(cc, cpu.flags)) { cpu.ripLo = tl; cpu.ripHi = th; } };
+}
+
+/** True when the instruction's execution does not depend on its address. */
+function positionIndependent(bits: number, bytes: Uint8Array): boolean {
+  if (bytes.length === 1 && bytes[0] === 0xcc) return true;
+  const d = new Decoder(bits, bytes, DecoderOptions.None);
+  const ins = d.decode();
+  try {
+    if (ins.isInvalid || ins.isIpRelMemoryOperand) return false;
+    for (let i = 0; i < ins.opCount; i++) {
+      const k = ins.opKind(i);
+      if (k === OpKind.NearBranch16 || k === OpKind.NearBranch32 || k === OpKind.NearBranch64) return false;
+    }
+    return true;
+  } finally {
+    ins.free();
+    d.free();
+  }
+}

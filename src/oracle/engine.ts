@@ -1,0 +1,229 @@
+import { Int3bedError } from "../errors.js";
+import type { Cpu } from "../machine/cpu.js";
+import { Journal } from "../machine/journal.js";
+import type { Machine } from "../machine/machine.js";
+import { type CpuState, diffCpu, diffMemory, loadCpu, type MachineSnapshot, type MemoryDiff, type RegisterDiff, type StateDiff } from "../machine/state.js";
+import { type Bench, COOKIE } from "./emulation.js";
+import { diffRuns, type KeyRanges, remaps, SegmentBuffer } from "./segment.js";
+
+/** A CPU state in reusable buffers. */
+class CpuBuffer implements CpuState {
+  bits: 32 | 64 = 64;
+  readonly lo = new Int32Array(16);
+  readonly hi = new Int32Array(16);
+  ripLo = 0; ripHi = 0; flags = 0; cs = 0; ss = 0; cr2 = 0n; halted = false;
+
+  save(c: Cpu): void {
+    this.bits = c.bits;
+    this.lo.set(c.lo); this.hi.set(c.hi);
+    this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
+  }
+
+  /** A plain copy that outlives the buffer. */
+  copy(): CpuState {
+    return { bits: this.bits, lo: this.lo.slice(), hi: this.hi.slice(), ripLo: this.ripLo, ripHi: this.ripHi, flags: this.flags, cs: this.cs, ss: this.ss, cr2: this.cr2, halted: this.halted };
+  }
+}
+
+/** Which of the engine's recorded states a snapshot is built from. */
+export type Phase = "before" | "real" | "emulated";
+
+/**
+ * The check engine behind runEmuCase and the invariants: one prepared machine per Bench
+ * with a write journal attached for good. A case starts by rolling the journal back to the
+ * pristine state (or, if something restored a snapshot meanwhile, by restoring the
+ * pristine snapshot once), so a case costs what it writes, not what the machine holds.
+ * Between cases the journal and the buffers hold what is needed to look at the last case
+ * again: the three CPU states, what the real run wrote (captured before it was undone), and
+ * the emulated run's writes (in the journal, the machine still in its final state).
+ */
+export class Engine {
+  readonly j = new Journal();
+  /** Bumped per case: results compare it to know whether the machine still holds theirs. */
+  seq = 0;
+  private readonly m: Machine;
+  private readonly cpu: Record<Phase, CpuBuffer[]>;
+  readonly real = new SegmentBuffer();
+  /** The journal position after the layout (where both runs start), and after the emulated run. */
+  loadedMark = 0;
+  private emuEnd = -1;
+  /** Scratch for stack contents. */
+  readonly scratch: Uint8Array;
+  /** Ignored ranges of the current diff (reused). */
+  private readonly ignore: KeyRanges = [];
+
+  constructor(readonly b: Bench) {
+    this.m = b.k.m;
+    const n = this.m.cpus.length;
+    const bufs = (): CpuBuffer[] => Array.from({ length: n }, () => new CpuBuffer());
+    this.cpu = { before: bufs(), real: bufs(), emulated: bufs() };
+    this.scratch = new Uint8Array(b.k.L.threadSize);
+    this.cookieMapped = b.pristine.mem.pages.has(keyOf(COOKIE[this.m.bits]));
+    this.stackKey = keyOf(b.k.L.stack);
+    this.irqKey = keyOf(b.k.L.irqStack);
+  }
+
+  private readonly stackKey: number;
+  /** The pristine state has the callee's COOKIE page (prepare maps it). */
+  readonly cookieMapped: boolean;
+  private readonly irqKey: number;
+
+  /** Back to the pristine machine: memory through the journal, CPUs from the snapshot. */
+  reset(): void {
+    const m = this.m, mem = m.mem, j = this.j;
+    this.seq++;
+    this.emuEnd = -1;
+    if (mem.journal !== j || j.broken) {
+      mem.journal = null;
+      m.restore(this.b.pristine);
+      j.clear();
+      mem.journal = j;
+    } else mem.rollback(0);
+    const cpus = this.b.pristine.cpus;
+    for (let i = 0; i < cpus.length; i++) {
+      loadCpu(m.cpus[i], cpus[i]);
+      m.cpus[i].keepRf = false;
+    }
+  }
+
+  mark(): number { return this.j.n; }
+
+  /** Undoes what was written after `mark`. */
+  rollback(mark: number): void {
+    if (this.j.broken) throw new Int3bedError("a check run restored a snapshot or wrote more than the journal holds: it cannot be undone");
+    this.m.mem.rollback(mark);
+  }
+
+  /** Records the CPUs' states as `phase`. */
+  saveCpus(phase: Phase): void {
+    const cpus = this.m.cpus, bufs = this.cpu[phase];
+    for (let i = 0; i < cpus.length; i++) bufs[i].save(cpus[i]);
+  }
+
+  /** Puts the CPUs back in the state recorded as `phase`. */
+  loadCpus(phase: Phase): void {
+    const bufs = this.cpu[phase];
+    for (let i = 0; i < bufs.length; i++) loadCpu(this.m.cpus[i], bufs[i]);
+  }
+
+  /** The layout is done: both runs start here. */
+  laidOut(): void {
+    this.loadedMark = this.j.n;
+    this.saveCpus("before");
+  }
+
+  /** The real run is done: remember what it wrote and the CPUs, then undo it. */
+  realDone(): void {
+    this.saveCpus("real");
+    this.real.capture(this.m.mem, this.j, this.loadedMark);
+    this.rollback(this.loadedMark);
+    this.loadCpus("before");
+  }
+
+  /** The emulated run is done (its writes, arming the site included, stay in the journal). */
+  emulatedDone(): void {
+    this.saveCpus("emulated");
+    this.emuEnd = this.j.n;
+  }
+
+  /**
+   * The diff of the two runs — registers of every CPU, memory where either run wrote,
+   * except [stack, sp) and [site, site + 1) — taken right after the emulated run. Compares
+   * whole memories instead when a run changed a mapping.
+   */
+  diff(stack: bigint, site: bigint, siteLo: number, siteHi: number): StateDiff {
+    const registers = cpuDiff(this.cpu.real, this.cpu.emulated);
+    const c = this.m.cpu, j = this.j;
+    let remapped = remaps(this.real);
+    for (let i = this.loadedMark; i < this.emuEnd && !remapped; i++) remapped = j.sizes[i] === 0;
+    let memory: MemoryDiff[];
+    if (remapped || j.broken) {
+      const sp = c.sp;
+      const [, afterReal, afterEmu] = this.snapshots();
+      memory = diffMemory(afterReal.mem, afterEmu.mem, [[stack, sp], [site, site + 1n]]);
+    } else {
+      const r = this.ignore;
+      const spLo = c.lo[4], spHi = c.bits === 64 ? c.hi[4] : 0;
+      r[0] = stack === this.b.k.L.stack ? this.stackKey : stack === this.b.k.L.irqStack ? this.irqKey : keyOf(stack); r[1] = 0; r[2] = (spHi >>> 0) * 1048576 + (spLo >>> 12); r[3] = spLo & 4095;
+      const sk = (siteHi >>> 0) * 1048576 + (siteLo >>> 12), so = siteLo & 4095;
+      r[4] = sk; r[5] = so; r[6] = so === 4095 ? sk + 1 : sk; r[7] = (so + 1) & 4095;
+      memory = diffRuns(this.m.mem, j, this.real, this.loadedMark, this.emuEnd, r);
+    }
+    return { registers, memory, equal: registers.length === 0 && memory.length === 0 };
+  }
+
+  /** Whether the machine still holds the case numbered `seq`, untouched since its emulated run. */
+  holds(seq: number): boolean {
+    return seq === this.seq && this.emuEnd === this.j.n && !this.j.broken && this.m.mem.journal === this.j;
+  }
+
+  /**
+   * The three snapshots of the case the machine holds (see holds): the emulated final state
+   * as it is, S by undoing the emulated run, the real final state by putting the real run's
+   * bytes back on S. Leaves the machine in the emulated final state (restored from its
+   * snapshot: the next case then restores the pristine state once).
+   */
+  snapshots(): [MachineSnapshot, MachineSnapshot, MachineSnapshot] {
+    const m = this.m, mem = m.mem;
+    const cpus = (p: Phase): CpuState[] => this.cpu[p].map((c) => c.copy());
+    const emu = mem.snapshot();
+    mem.rollback(this.loadedMark);
+    const before = mem.snapshot();
+    const r = this.real;
+    for (let i = 0; i < r.n; i++) {
+      if (r.sizes[i] > 0) mem.load((BigInt(r.keys[i]) << 12n) + BigInt(r.offs[i]), r.bytes.subarray(r.at[i], r.at[i] + r.sizes[i]));
+    }
+    const real = mem.snapshot();
+    mem.restore(emu);
+    this.loadCpus("emulated");
+    return [{ cpus: cpus("before"), mem: before }, { cpus: cpus("real"), mem: real }, { cpus: cpus("emulated"), mem: emu }];
+  }
+}
+
+function keyOf(a: bigint): number {
+  return Number(BigInt.asUintN(64, a) >> 12n);
+}
+
+const engines = new WeakMap<Bench, Engine>();
+
+/** The engine of a Bench. */
+export function engineOf(b: Bench): Engine {
+  let e = engines.get(b);
+  if (e === undefined) {
+    e = new Engine(b);
+    engines.set(b, e);
+  }
+  return e;
+}
+
+/** The engine of a Bench, rolled back to the pristine state for a new case. */
+export function startCase(b: Bench): Engine {
+  const e = engineOf(b);
+  e.reset();
+  return e;
+}
+
+/** Register differences of every CPU, as diffStates names them; without BigInt when equal. */
+function cpuDiff(a: readonly CpuState[], b: readonly CpuState[]): RegisterDiff[] {
+  const out: RegisterDiff[] = [];
+  const n = Math.max(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const ca = a[i], cb = b[i];
+    if (ca === undefined || cb === undefined || sameRegs(ca, cb)) continue;
+    for (const d of diffCpu(ca, cb)) out.push(n > 1 ? { ...d, name: `cpu${i}.${d.name}` } : d);
+  }
+  return out;
+}
+
+/** What diffCpu compares: the GPRs (64-bit: both halves), RIP, RFLAGS, CS, SS. */
+function sameRegs(a: CpuState, b: CpuState): boolean {
+  if (a.bits !== b.bits || a.flags !== b.flags || a.cs !== b.cs || a.ss !== b.ss || a.ripLo !== b.ripLo) return false;
+  const wide = a.bits === 64;
+  if (wide && a.ripHi !== b.ripHi) return false;
+  const n = wide ? 16 : 8;
+  for (let i = 0; i < n; i++) {
+    if (a.lo[i] !== b.lo[i]) return false;
+    if (wide && a.hi[i] !== b.hi[i]) return false;
+  }
+  return true;
+}

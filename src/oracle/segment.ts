@@ -1,0 +1,160 @@
+import type { Journal } from "../machine/journal.js";
+import type { Memory } from "../machine/memory.js";
+import type { MemoryDiff } from "../machine/state.js";
+
+/**
+ * What a stretch of journal entries left in memory: per entry its page, offset and size and
+ * the bytes there *now* (the final values, not the old ones), or for a mapping change the
+ * page's permissions now (-1: unmapped). Enough to rebuild the memory it describes on top of
+ * the state it started from, and to compare two runs from the same state address by address.
+ */
+export interface Segment {
+  readonly n: number;
+  readonly keys: Float64Array;
+  readonly offs: Int32Array;
+  /** Bytes (> 0), or 0 for a mapping change. */
+  readonly sizes: Int32Array;
+  /** Start of each entry's bytes in `bytes`; for a mapping change, the permissions (-1: unmapped). */
+  readonly at: Int32Array;
+  readonly bytes: Uint8Array;
+}
+
+/** A Segment in reusable, growing buffers (the engine keeps a few: capturing allocates nothing). */
+export class SegmentBuffer implements Segment {
+  n = 0;
+  keys = new Float64Array(64);
+  offs = new Int32Array(64);
+  sizes = new Int32Array(64);
+  at = new Int32Array(64);
+  bytes = new Uint8Array(4096);
+
+  /** Fills this with journal entries [from, j.n) and the current contents of what they wrote. */
+  capture(mem: Memory, j: Journal, from: number): this {
+    const n = j.n - from;
+    if (n > this.keys.length) this.grow(n);
+    let nb = 0;
+    for (let e = from; e < j.n; e++) nb += j.sizes[e];
+    if (nb > this.bytes.length) this.bytes = new Uint8Array(Math.max(nb, 2 * this.bytes.length));
+    const keys = this.keys, offs = this.offs, sizes = this.sizes, at = this.at, bytes = this.bytes;
+    let b = 0;
+    for (let i = 0; i < n; i++) {
+      const e = from + i, size = j.sizes[e], key = j.keys[e], off = j.offs[e];
+      keys[i] = key; offs[i] = off; sizes[i] = size;
+      if (size === 0) {
+        const cur = mem.pages.get(key);
+        at[i] = cur === undefined ? -1 : cur.perm;
+        continue;
+      }
+      at[i] = b;
+      const p = e >= j.slowBelow ? j.pages[e] : mem.pages.get(key);
+      if (p !== undefined) {
+        const d = p.data;
+        if (size <= 8) for (let k = 0; k < size; k++) bytes[b + k] = d[off + k];
+        else bytes.set(d.subarray(off, off + size), b);
+      }
+      b += size;
+    }
+    this.n = n;
+    return this;
+  }
+
+  private grow(n: number): void {
+    const m = Math.max(n, 2 * this.keys.length);
+    this.keys = new Float64Array(m); this.offs = new Int32Array(m); this.sizes = new Int32Array(m); this.at = new Int32Array(m);
+  }
+}
+
+/** Whether a segment changed a mapping (then only a whole-memory diff is exact). */
+export function remaps(s: Segment): boolean {
+  for (let i = 0; i < s.n; i++) if (s.sizes[i] === 0) return true;
+  return false;
+}
+
+/**
+ * Byte ranges to leave out of a diff, as (page key, offset) pairs so that no BigInt is
+ * needed: four numbers per range [k0, o0, k1, o1) for [start, end).
+ */
+export type KeyRanges = number[];
+
+/** Whether [off, off + size) of page `key` lies inside one of the ranges. */
+function covered(r: KeyRanges, key: number, off: number, size: number): boolean {
+  const last = off + size - 1;
+  for (let i = 0; i < r.length; i += 4) {
+    const k0 = r[i], o0 = r[i + 1], k1 = r[i + 2], o1 = r[i + 3];
+    if ((key > k0 || (key === k0 && off >= o0)) && (key < k1 || (key === k1 && last < o1))) return true;
+  }
+  return false;
+}
+
+/** Whether `s` wrote the byte at (key, off). */
+function wrote(s: Segment, key: number, off: number): boolean {
+  for (let i = 0; i < s.n; i++) {
+    const o = s.offs[i];
+    if (s.keys[i] === key && off >= o && off < o + s.sizes[i]) return true;
+  }
+  return false;
+}
+
+/**
+ * Differences in memory between two runs from the same state S, taken while memory holds the
+ * second run's final state and the journal's entries [from, to) are that run's writes (their
+ * old bytes are S): `real` is what the first run wrote, captured after it. Only bytes a run
+ * wrote can differ, so only they are looked at — a byte the first run wrote against memory
+ * now, a byte only the second wrote against S — and a write anywhere is seen (the journal
+ * sees every write). Byte runs as diffMemory gives them (first run's bytes, then the
+ * second's), ascending.
+ */
+export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, to: number, ignore: KeyRanges): MemoryDiff[] {
+  let hits: [number, number, number, number][] | null = null;
+  for (let i = 0; i < real.n; i++) {
+    const size = real.sizes[i], key = real.keys[i], o = real.offs[i];
+    if (covered(ignore, key, o, size)) continue;
+    const p = mem.pages.get(key), at = real.at[i];
+    for (let k = 0; k < size; k++) {
+      if (covered(ignore, key, o + k, 1)) continue;
+      const x = real.bytes[at + k], y = p === undefined ? -1 : p.data[o + k];
+      if (x !== y) (hits ??= []).push([key, o + k, x, y]);
+    }
+  }
+  for (let i = from; i < to; i++) {
+    const size = j.sizes[i], key = j.keys[i], o = j.offs[i];
+    if (covered(ignore, key, o, size)) continue;
+    const p = mem.pages.get(key);
+    for (let k = 0; k < size; k++) {
+      if (covered(ignore, key, o + k, 1) || wrote(real, key, o + k)) continue;
+      const x = oldByte(j, from, key, o + k), y = p === undefined ? -1 : p.data[o + k];
+      if (x !== y) (hits ??= []).push([key, o + k, x, y]);
+    }
+  }
+  return hits === null ? [] : byteRuns(hits);
+}
+
+/** The byte at (key, off) before the journal's entries from `from` on: the old byte the first of them to write it saw. */
+function oldByte(j: Journal, from: number, key: number, off: number): number {
+  for (let i = from; i < j.n; i++) {
+    const o = j.offs[i];
+    if (j.sizes[i] > 0 && j.keys[i] === key && off >= o && off < o + j.sizes[i]) return j.oldByte(i, off - o);
+  }
+  return -1;
+}
+
+/** Differing bytes [key, off, a, b] as ascending runs of consecutive bytes (one per address). */
+function byteRuns(hits: [number, number, number, number][]): MemoryDiff[] {
+  const seen = new Set<string>();
+  const list = hits.filter((h) => { const id = `${h[0]}:${h[1]}`; if (seen.has(id)) return false; seen.add(id); return true; });
+  list.sort((p, q) => p[0] - q[0] || p[1] - q[1]);
+  const out: MemoryDiff[] = [];
+  const byte = (v: number): number => (v < 0 ? 0 : v);
+  let i = 0;
+  while (i < list.length) {
+    let e = i + 1;
+    while (e < list.length && list[e][0] === list[i][0] && list[e][1] === list[e - 1][1] + 1) e++;
+    out.push({
+      addr: (BigInt(list[i][0]) << 12n) + BigInt(list[i][1]),
+      a: Uint8Array.from(list.slice(i, e), (h) => byte(h[2])),
+      b: Uint8Array.from(list.slice(i, e), (h) => byte(h[3])),
+    });
+    i = e;
+  }
+  return out;
+}
