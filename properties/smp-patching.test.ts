@@ -65,12 +65,10 @@ describe("never torn, never stale (sdm)", () => {
     expect(v63.acct.counts["emulated-old"]).toBe(0);
   });
 
-  test("the negative control for §7.16: without the sync after the int3s the same runs tear in sdm, not in strict", () => {
+  test("§7.16's missing sync after the int3s survives the strict fetch model (it takes sdm's stale bytes to tear: see its mutant test)", () => {
     const v = smpVariantByName("x86_64/smp-mutant/no-sync-after-int3");
     const strict = fc.check(fc.property(patchCase(v), (c) => runPatchCase(v, c, "strict").failure === undefined), { numRuns: RUNS });
     expect(strict.failed).toBe(false);
-    const sdm = fc.check(fc.property(patchCase(v), (c) => runPatchCase(v, c, "sdm").failure === undefined), { numRuns: 300 });
-    expect(sdm.failed).toBe(true);
   });
 });
 
@@ -137,7 +135,7 @@ function checkMutant(v: SmpVariant, numRuns: number): { failed: boolean; numRuns
 
 describe("SMP mutants (spec §7 items 9, 11, 12, 13, 16, 18) are killed with a shrunk interleaving", () => {
   test("the registry has one mutant per item, each of a passing variant", () => {
-    expect(SMP_MUTANTS.map((m) => m.item).sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual([9, 9, 11, 12, 13, 16, 18]);
+    expect(SMP_MUTANTS.map((m) => m.item).sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual([9, 9, 11, 12, 13, 16, 16, 18]);
     for (const m of SMP_MUTANTS) expect(SMP_VARIANTS.map((x) => x.name)).toContain(m.mutantOf);
     expect(() => smpVariantByName("x86_64/v9.9")).toThrow(UsageError);
   });

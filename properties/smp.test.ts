@@ -413,6 +413,24 @@ describe("scheduling", () => {
     expect(() => seededScheduler(1.5)).toThrow(UsageError);
   });
 
+  test("CPUs at different privilege levels share memory, each accessing it at its own CPL", () => {
+    const m = machine(2);
+    const USER = 0x400000n, DATA = 0xffffc90000800000n;
+    m.map(USER, 0x1000, Perm.R | Perm.X | Perm.U).map(DATA, 0x1000, Perm.R | Perm.W);
+    m.load(USER, [NOP, 0xeb, 0xfd]);                                   // 1: nop; jmp 1b (CPL 3)
+    m.load(CODE, [0x8b, 0x03, 0xeb, 0xfc]);                            // 1: mov (%rbx),%eax; jmp 1b (CPL 0)
+    m.write32(DATA, 0x1234);
+    const smp = new Smp(m);
+    const u = m.cpus[0], k = m.cpus[1];
+    u.setCs(0x33); u.ss = 0x2b; u.rip = USER; u.flags |= F.IF;
+    k.rip = CODE; k.setReg(3, DATA);
+    const r = smp.run(roundRobinScheduler(), { maxSteps: 200 });
+    expect(r.reason).toBe("steps");
+    expect(k.reg(0)).toBe(0x1234n);
+    expect(u.cpl).toBe(3);
+    expect(m.run({ cpu: 1, maxSteps: 10 }).reason).toBe("steps"); // Machine.run too
+  });
+
   test("the site watch classifies old, new and the int3 of the protocol", () => {
     const { out, report } = search("sdm", textPokeBp(), 50);
     expect(out.failed).toBe(false);

@@ -17,3 +17,6 @@ export * from "./oracle/index.js";
 export * from "./arbitraries/index.js";
 export * from "./report/index.js";
 export * from "./smp/index.js";
+export { TextPokeSystem, type TextPokeSystemOptions, type SystemEvent as TextPokeSystemEvent, type SystemRun as TextPokeSystemRun, NR_EXIT, NR_TEXT_POKE_32, NR_TEXT_POKE_64, IA32_SYSCALL_VECTOR } from "./kernel/text-poke-syscall-system.js";
+export { sysTextPoke, pokeInt3HandlerSyscall, installTextPokeSyscall, MAX_INSN_LEN, type TextPokeSyscallOptions } from "./kernel/text-poke-syscall.js";
+export { runTextPokeScenario, buildTextPokeScenario, type TextPokeScenarioOptions, type TextPokeScenarioResult, type ThreadCounts, type SiteOutcomes } from "./scenario/text-poke-syscall.js";

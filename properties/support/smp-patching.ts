@@ -73,6 +73,10 @@ export interface PatchCase {
   readonly init: Round;
   readonly rounds: readonly Round[];
   readonly schedule: readonly number[];
+  /** After the schedule list: fetches as stale as the sdm model allows (else coherent). */
+  readonly stale?: boolean;
+  /** Disarm the kprobe at the end (variants with kprobes). */
+  readonly disarm?: boolean;
 }
 
 /** Generated patch cases for a variant: 2–4 workers, 1–3 rounds, an interleaving. */
@@ -85,6 +89,8 @@ export function patchCase(v: SmpVariant, o: { maxSchedule?: number } = {}): fc.A
     init: fc.record({ s5, s2: fc.integer({ min: 0, max: 1 }), s6: cap.jcc ? fc.integer({ min: 0, max: 1 }) : fc.constant(0) }),
     rounds: fc.array(round, { minLength: 1, maxLength: 3 }),
     schedule: fc.array(fc.nat({ max: 255 }), { maxLength: o.maxSchedule ?? 200, size: "max" }),
+    stale: fc.boolean(),
+    disarm: fc.boolean(),
   });
 }
 
@@ -113,7 +119,8 @@ export function runPatchCase(variant: SmpVariant | string, c: PatchCase, fetch: 
   const sim = new TracerSim({ variant: v, cpus: c.workers + 1, fetch });
   const loop = buildPatchLoop(sim, c.init.s5 ?? 0, c.init.s2 ?? 0, c.init.s6 ?? 0);
   const k = sim.k;
-  if (v.parts.kprobes !== "none") runPatcher(k, armKprobe(k, loop.kprobe));
+  const probed = v.parts.kprobes !== "none";
+  if (probed) runPatcher(k, armKprobe(k, loop.kprobe));
   const specs: PatchSiteSpec[] = [];
   const cur = { s5: c.init.s5 ?? 0, s2: c.init.s2 ?? 0, s6: c.init.s6 ?? 0 };
   const plan: { addr: bigint; text: readonly number[] }[][] = [];
@@ -139,8 +146,9 @@ export function runPatchCase(variant: SmpVariant | string, c: PatchCase, fetch: 
   const sk = sim.sk;
   sim.spawnPatcher(0, (function* () {
     for (const b of plan) yield* sk.patch(b, (s) => s.addr + BigInt(s.text.length));
+    if (probed && c.disarm === true) yield* sk.disarmKprobe(loop.kprobe);
   })());
-  const r = sim.run(fairSchedule(c.schedule), { maxSteps: 40_000 });
+  const r = sim.run(fairSchedule(c.schedule, c.stale === true ? "stale" : "coherent"), { maxSteps: 40_000 });
   const transitions = specs.filter((x) => x.old !== x.new).map((x) => `${kindOf(x.old)}→${kindOf(x.new)}`);
   return { sim, acct, failure: verdict(sim, acct, r.reason), transitions };
 }
@@ -172,6 +180,8 @@ export interface TraceCase {
   readonly schedule: readonly number[];
   /** Also disable afterwards, under this schedule. */
   readonly disable: readonly number[] | undefined;
+  /** After each schedule list: fetches as stale as the sdm model allows (else coherent). */
+  readonly stale?: boolean;
 }
 
 export function traceCase(): fc.Arbitrary<TraceCase> {
@@ -180,6 +190,7 @@ export function traceCase(): fc.Arbitrary<TraceCase> {
     before: fc.integer({ min: 0, max: 120 }),
     schedule: fc.array(fc.nat({ max: 255 }), { maxLength: 300, size: "max" }),
     disable: fc.option(fc.array(fc.nat({ max: 255 }), { maxLength: 200, size: "max" }), { nil: undefined }),
+    stale: fc.boolean(),
   });
 }
 
@@ -211,13 +222,14 @@ export function runTraceCase(variant: SmpVariant | string, c: TraceCase, fetch: 
   const rr = roundRobinScheduler();
   if (c.before > 0) sim.run(rr, { maxSteps: c.before, until: () => false });
   const en = sim.enableTracing(0);
-  let r = sim.run(fairSchedule(c.schedule), { maxSteps: 40_000 });
+  const then = c.stale === true ? "stale" : "coherent";
+  let r = sim.run(fairSchedule(c.schedule, then), { maxSteps: 40_000 });
   if (r.reason !== "until" || sim.died !== undefined) return { sim, failure: verdict(sim, undefined, r.reason) };
   sim.run(rr, { maxSteps: 150, until: () => sim.died !== undefined });
   let dis;
   if (c.disable !== undefined) {
     dis = sim.disableTracing(0);
-    r = sim.run(fairSchedule(c.disable), { maxSteps: 40_000 });
+    r = sim.run(fairSchedule(c.disable, then), { maxSteps: 40_000 });
     if (r.reason !== "until" || sim.died !== undefined) return { sim, failure: verdict(sim, undefined, r.reason) };
     sim.run(rr, { maxSteps: 150, until: () => sim.died !== undefined });
   }
@@ -238,6 +250,7 @@ export interface TrampolineCase {
   /** How many times the trampoline's call is retargeted (A→B, B→A, …). */
   readonly updates: number;
   readonly schedule: readonly number[];
+  readonly stale?: boolean;
 }
 
 export function trampolineCase(): fc.Arbitrary<TrampolineCase> {
@@ -245,6 +258,7 @@ export function trampolineCase(): fc.Arbitrary<TrampolineCase> {
     workers: fc.integer({ min: 2, max: 4 }),
     updates: fc.integer({ min: 1, max: 3 }),
     schedule: fc.array(fc.nat({ max: 255 }), { maxLength: 200, size: "max" }),
+    stale: fc.boolean(),
   });
 }
 
@@ -276,6 +290,6 @@ export function runTrampolineCase(variant: SmpVariant | string, c: TrampolineCas
   for (let w = 1; w <= c.workers; w++) sim.loopCalling(w, [tramp]);
   const sk = sim.sk;
   sim.spawnPatcher(0, sk.archFtraceUpdateCode((function* () { for (const [ip, t] of updates) yield* sk.updateFtraceFunc(ip, t); })()));
-  const r = sim.run(fairSchedule(c.schedule), { maxSteps: 40_000 });
+  const r = sim.run(fairSchedule(c.schedule, c.stale === true ? "stale" : "coherent"), { maxSteps: 40_000 });
   return { sim, acct, failure: verdict(sim, acct, r.reason), transitions: ["call→call"] };
 }

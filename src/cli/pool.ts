@@ -6,9 +6,10 @@ import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from "
 import type { Variant } from "../kernel/variant.js";
 import type { VariantSource } from "./select.js";
 import { type UnitResult, UnitRunner } from "./unit-run.js";
-import { groupOf, PROPERTIES, type Unit } from "./units.js";
+import { PROPERTIES, type Unit } from "./units.js";
+import { claimLoop } from "./claim.js";
 import { CandidateError } from "./usage.js";
-import { CTRL, NO_FAILURE, type WorkerInput, type WorkerMessage } from "./worker-protocol.js";
+import { CTRL, ctrlWords, failedSlot, NO_FAILURE, type WorkerInput, type WorkerMessage } from "./worker-protocol.js";
 
 /** Runs below which the default worker count spawns no extra thread (a worker costs ~0.3 s to start). */
 export const RUNS_PER_WORKER = 5000;
@@ -30,41 +31,44 @@ export interface PoolOptions {
 }
 
 /**
- * Runs units — in this thread with one worker, else on worker threads — and returns their
- * results in unit order. A unit whose group already failed at a lower chunk is skipped
+ * Runs units — in this thread with one worker, else in this thread and workers − 1 worker
+ * threads — and returns their results in unit order. A unit whose group already failed at a lower chunk is skipped
  * (merging ignores everything after a group's first failing chunk, so skipping changes no
  * verdict); the rest always run, whatever the number of workers.
  */
 export function runUnits(units: readonly Unit[], variants: readonly Variant[], source: VariantSource, o: PoolOptions): UnitResult[] {
-  const results = o.workers <= 1 ? runHere(units, variants, source, o) : runOnWorkers(units, source, o);
+  const results = o.workers <= 1 ? runHere(units, variants, source, o) : runOnWorkers(units, variants, source, o);
   return results.sort((a, b) => a.id - b.id);
 }
 
 function runHere(units: readonly Unit[], variants: readonly Variant[], source: VariantSource, o: PoolOptions): UnitResult[] {
-  const runner = new UnitRunner(variants, source.candidate !== undefined);
-  const failedAt = new Map<number, number>();
+  const ctrl = newCtrl(units, 1);
   let runs = 0;
   const progress = o.onProgress;
   const onRun = progress === undefined ? undefined : (): void => { if ((++runs & 63) === 0) progress(runs); };
   const out: UnitResult[] = [];
-  for (const u of units) {
-    if (u.chunk > (failedAt.get(groupOf(u)) ?? NO_FAILURE)) continue;
-    const r = runner.run(u, onRun);
-    if (r.failed) failedAt.set(groupOf(u), Math.min(u.chunk, failedAt.get(groupOf(u)) ?? NO_FAILURE));
-    out.push(r);
-  }
+  claimLoop(ctrl, { units, queues: [units.map((_, i) => i)], self: 0 }, new UnitRunner(variants, source.candidate !== undefined), (r) => out.push(r), onRun);
   return out;
 }
 
-function runOnWorkers(units: readonly Unit[], source: VariantSource, o: PoolOptions): UnitResult[] {
+/** The control words for `queues` queues, every group without a failure yet (shared when threads take part). */
+function newCtrl(units: readonly Unit[], queues: number, shared = false): Int32Array {
   const groups = Math.max(0, ...units.map((u) => u.variant + 1)) * PROPERTIES.length;
-  const ctrl = new Int32Array(new SharedArrayBuffer(4 * (CTRL.failedAt + groups)));
-  for (let g = 0; g < groups; g++) ctrl[CTRL.failedAt + g] = NO_FAILURE;
+  const bytes = 4 * ctrlWords(queues, groups);
+  const ctrl = new Int32Array(shared ? new SharedArrayBuffer(bytes) : new ArrayBuffer(bytes));
+  for (let g = 0; g < groups; g++) ctrl[failedSlot(queues, g)] = NO_FAILURE;
+  return ctrl;
+}
+
+function runOnWorkers(units: readonly Unit[], variants: readonly Variant[], source: VariantSource, o: PoolOptions): UnitResult[] {
+  const queues = variantQueues(units, o.workers);
+  const ctrl = newCtrl(units, queues.length, true);
   const ports: MessagePort[] = [];
   const workers: Worker[] = [];
-  for (let i = 0; i < o.workers; i++) {
+  // this thread is worker 0 (its modules are loaded and warm); the others are threads
+  for (let i = 1; i < o.workers; i++) {
     const { port1, port2 } = new MessageChannel();
-    const data: WorkerInput = { source, units, ctrl: ctrl.buffer as SharedArrayBuffer, port: port2 };
+    const data: WorkerInput = { source, units, queues, self: i, ctrl: ctrl.buffer as SharedArrayBuffer, port: port2 };
     const w = new Worker(bootstrap(), { eval: true, workerData: data, transferList: [port2] });
     w.unref();
     ports.push(port1);
@@ -81,19 +85,61 @@ function runOnWorkers(units: readonly Unit[], source: VariantSource, o: PoolOpti
       }
     }
   };
-  while (Atomics.load(ctrl, CTRL.finished) < o.workers) {
-    const seen = Atomics.load(ctrl, CTRL.posted);
-    drain();
-    o.onProgress?.(Atomics.load(ctrl, CTRL.runs));
-    if (Atomics.load(ctrl, CTRL.finished) >= o.workers) break;
-    Atomics.wait(ctrl, CTRL.posted, seen, 100);
+  let runs = 0;
+  const progress = o.onProgress;
+  const onRun = (): void => {
+    Atomics.add(ctrl, CTRL.runs, 1);
+    if (progress !== undefined && (++runs & 63) === 0) progress(Atomics.load(ctrl, CTRL.runs));
+  };
+  const stop = (): void => {
+    Atomics.add(ctrl, CTRL.finished, 1);
+    waitFor(ctrl, workers.length, drain, progress);
+    for (const p of ports) p.close();
+    for (const w of workers) void w.terminate();
+  };
+  try {
+    claimLoop(ctrl, { units, queues, self: 0 }, new UnitRunner(variants, source.candidate !== undefined), (r) => { results.push(r); drain(); }, onRun);
+  } catch (e) {
+    Atomics.store(ctrl, CTRL.abort, 1);
+    stop();
+    throw e;
   }
-  drain();
-  for (const p of ports) p.close();
-  for (const w of workers) void w.terminate();
+  stop();
   const [e] = errors;
   if (e !== undefined) throw e.usage ? new CandidateError(e.message) : new Error(`a campaign worker failed: ${e.message}`);
   return results;
+}
+
+/** Blocks until `threads` worker threads (and this one) have finished, draining messages and drawing progress. */
+function waitFor(ctrl: Int32Array, threads: number, drain: () => void, progress: ((runs: number) => void) | undefined): void {
+  while (Atomics.load(ctrl, CTRL.finished) < threads + 1) {
+    const seen = Atomics.load(ctrl, CTRL.posted);
+    drain();
+    progress?.(Atomics.load(ctrl, CTRL.runs));
+    if (Atomics.load(ctrl, CTRL.finished) >= threads + 1) break;
+    Atomics.wait(ctrl, CTRL.posted, seen, 100);
+  }
+  drain();
+}
+
+/**
+ * Splits the units into one queue per worker by variant (each variant's units in one queue,
+ * the variants spread so the queues' runs are about even): a worker thread then boots and
+ * warms up on its own variants only, and helps with the others' once its queue is empty.
+ */
+export function variantQueues(units: readonly Unit[], workers: number): number[][] {
+  const runsOf = new Map<number, number>();
+  for (const u of units) runsOf.set(u.variant, (runsOf.get(u.variant) ?? 0) + u.runs);
+  const load = new Array<number>(workers).fill(0);
+  const queueOf = new Map<number, number>();
+  for (const [v, n] of [...runsOf].sort((a, b) => b[1] - a[1] || a[0] - b[0])) {
+    const q = load.indexOf(Math.min(...load));
+    queueOf.set(v, q);
+    load[q] += n;
+  }
+  const queues: number[][] = Array.from({ length: workers }, () => []);
+  units.forEach((u, i) => queues[queueOf.get(u.variant) ?? 0].push(i));
+  return queues;
 }
 
 /**

@@ -5,25 +5,32 @@ import type { Unit } from "./units.js";
 
 /**
  * The main thread and the campaign's worker threads share one Int32Array (a
- * SharedArrayBuffer): workers claim units from a counter, count runs for the progress bar,
- * publish the lowest failing chunk per group (later chunks of that group are skipped) and
- * wake the main thread, which stays synchronous: it blocks in Atomics.wait and reads
- * messages with receiveMessageOnPort.
+ * SharedArrayBuffer): workers claim units from per-queue counters, count runs for the
+ * progress bar, publish the lowest failing chunk per group (later chunks of that group are
+ * skipped) and wake the main thread, which stays synchronous: it blocks in Atomics.wait and
+ * reads messages with receiveMessageOnPort.
  */
 export const CTRL = {
-  /** The next unit to claim. */
-  next: 0,
   /** Messages posted so far (the main thread waits on this word). */
-  posted: 1,
+  posted: 0,
   /** Runs made so far, every property and worker together. */
-  runs: 2,
+  runs: 1,
   /** Workers that have finished (normally or not). */
-  finished: 3,
+  finished: 2,
   /** Set when a worker failed: the others stop claiming units. */
-  abort: 4,
-  /** First of one word per group: the lowest chunk that failed (INT32_MAX: none yet). */
-  failedAt: 5,
+  abort: 3,
+  /** Then one claim counter per queue, then one word per group (see the slot functions). */
+  first: 4,
 } as const;
+
+/** The claim counter of queue `q`: the next position in it to take. */
+export const nextSlot = (q: number): number => CTRL.first + q;
+
+/** The lowest failing chunk of group `g` (NO_FAILURE: none yet). */
+export const failedSlot = (queues: number, g: number): number => CTRL.first + queues + g;
+
+/** Words the control array needs. */
+export const ctrlWords = (queues: number, groups: number): number => CTRL.first + queues + groups;
 
 export const NO_FAILURE = 0x7fffffff;
 
@@ -31,6 +38,13 @@ export const NO_FAILURE = 0x7fffffff;
 export interface WorkerInput {
   readonly source: VariantSource;
   readonly units: readonly Unit[];
+  /**
+   * Indices into `units`, one queue per worker, each holding whole variants (a thread warms
+   * up on a variant once): a worker drains its own queue, then helps with the others.
+   */
+  readonly queues: readonly (readonly number[])[];
+  /** This worker's own queue. */
+  readonly self: number;
   readonly ctrl: SharedArrayBuffer;
   readonly port: MessagePort;
 }

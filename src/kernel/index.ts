@@ -27,7 +27,7 @@ export { assembleFtraceCaller } from "./ftrace-caller.js";
 export { assembleStagedDoInt3, type Int3Stage, type StagedHandler, type StageResult } from "./int3-staged.js";
 export { pokeInt3Stages, pokeInt3StagesV52 } from "./poke-int3-stages.js";
 export { ftraceInt3Stages } from "./ftrace-int3-stages.js";
-export { kprobes, armKprobe, kprobeInt3Stages, type Kprobes } from "./kprobes.js";
+export { kprobes, armKprobe, disarmKprobe, kprobeInt3Stages, type Kprobes } from "./kprobes.js";
 export {
   SMP_VARIANTS, SMP_MUTANTS, smpVariantByName, bootSmp, SmpKernel,
   type SmpVariant, type SmpParts, type TraceRecord, type PatchSite,

@@ -35,6 +35,27 @@ export function* armKprobe(k: Kernel, addr: bigint): Patcher {
 }
 
 /**
+ * disarm_kprobe + unregister — kprobes/core.c v5.6+ (5c02ece81848): the original byte back,
+ * text_poke_sync, and only then the probe leaves the table, so a CPU that hit the int3
+ * meanwhile still finds its probe. `unregisterFirst` is §7.16's "bookkeeping before the text"
+ * mutant: the probe is gone while its int3 is still in the text.
+ */
+export function* disarmKprobe(k: Kernel, addr: bigint, o: { readonly unregisterFirst?: boolean } = {}): Patcher {
+  const p = kprobes(k).probes.get(addr);
+  if (p === undefined) throw new UsageError(`no kprobe at 0x${addr.toString(16)}`);
+  if (o.unregisterFirst) {
+    kprobes(k).probes.delete(addr);
+    yield* store("kprobe unregistered (before the text: §7.16)");
+  }
+  yield* textPoke(k, addr, [p.orig]);
+  yield* textPokeSync("disarm_kprobe");
+  if (!o.unregisterFirst) {
+    kprobes(k).probes.delete(addr);
+    yield* store("kprobe unregistered");
+  }
+}
+
+/**
  * kprobe_int3_handler — kprobes/core.c: a registered probe at regs->ip − 1 is hit (boosted:
  * resume after the probed nop). Before v6.3 (8e791f7eba4c, §7.18) an int3 no probe owns that
  * has vanished from the text meanwhile ("someone else removed it") is retried: regs->ip backs

@@ -7,7 +7,7 @@ import { type FtraceReplaceOptions, ftraceReplaceCodeTextPoke, ftraceReplaceCode
 import { updateFtraceFuncSteps, updateFtraceFuncTextPoke } from "./ftrace-update.js";
 import { assembleStagedDoInt3, type StagedHandler } from "./int3-staged.js";
 import { Kernel } from "./kernel.js";
-import { kprobeInt3Stages } from "./kprobes.js";
+import { armKprobe, disarmKprobe, kprobeInt3Stages } from "./kprobes.js";
 import type { Patcher } from "./patch-step.js";
 import { pokeInt3Stages, pokeInt3StagesV52 } from "./poke-int3-stages.js";
 import { type PokeProtocol, textPokeBp, TextPokeQueue } from "./text-poke-batch.js";
@@ -28,6 +28,8 @@ export interface SmpParts {
    * vanished meanwhile (before v6.3), or without it (v6.3+, §7.18).
    */
   readonly kprobes: "none" | "fallback" | "no-fallback";
+  /** §7.16 mutant: disarming a kprobe takes it out of the table before restoring the text. */
+  readonly kprobeUnregisterFirst?: boolean;
 }
 
 /** A kernel model for multi-CPU patching; mutants name the variant and the §7 item they break. */
@@ -127,6 +129,16 @@ export class SmpKernel {
     }
     for (const s of sites) yield* q.queue(s.addr, s.text);
     yield* q.finish();
+  }
+
+  /** Arms a kprobe on a 1-byte nop (int3 over it, sync). */
+  armKprobe(addr: bigint): Patcher {
+    return armKprobe(this.k, addr);
+  }
+
+  /** Disarms and unregisters a kprobe (the version's order of text and bookkeeping). */
+  disarmKprobe(addr: bigint): Patcher {
+    return disarmKprobe(this.k, addr, { unregisterFirst: this.v.parts.kprobeUnregisterFirst === true });
   }
 
   /** Declares fentry sites (ftrace records: ftrace_location is true there). */
@@ -229,6 +241,12 @@ export const SMP_MUTANTS: readonly SmpVariant[] = [
     summary: "text_poke_bp_batch writes the tails without a text_poke_sync after the int3s",
     breaks: "§7.16 (5c02ece81848): without the sync a CPU may still fetch the old first byte with the new tail — a torn instruction",
     parts: { poke: { completion: "global_refs", skipSync: "int3" }, features: V63, ftrace: "text_poke", kprobes: "no-fallback" },
+  },
+  {
+    name: "x86_64/smp-mutant/kprobe-unregistered-before-text", item: 16, mutantOf: "x86_64/v6.3",
+    summary: "disarming a kprobe removes it from the table before the original byte is back and synced",
+    breaks: "§7.16 (\"update bookkeeping before the text\"): a CPU that hits the still-present (or stale) int3 finds no kprobe → die (v6.3: no vanished-int3 retry)",
+    parts: { poke: { completion: "global_refs" }, features: V63, ftrace: "text_poke", kprobes: "no-fallback", kprobeUnregisterFirst: true },
   },
   {
     name: "x86_64/smp-mutant/unclaimed-int3-dies", item: 18, mutantOf: "x86_64/v6.3",

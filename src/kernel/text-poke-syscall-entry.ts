@@ -31,12 +31,3 @@ export function emitIdtEntry(a: Assembler, o: IdtEntryOptions): void {
   a.ins(Code.Add_rm64_imm8, reg(R.RSP), 8);
   a.ins(Code.Iretq);
 }
-
-/** The idle loop a CPU runs once its task exited: `sti; hlt; jmp 1b` (IPIs wake it). */
-export function emitIdle(a: Assembler): void {
-  const top = a.label("idle");
-  a.bind(top);
-  a.ins(Code.Sti);
-  a.ins(Code.Hlt);
-  a.branch(Code.Jmp_rel32_64, top);
-}

@@ -11,6 +11,7 @@ export { Smp } from "../smp/smp.js";
 export { type Scheduler, seededScheduler, listScheduler, roundRobinScheduler } from "../smp/scheduler.js";
 export { watchSites, type SiteWatch } from "../smp/site-watch.js";
 export { CALL_FUNCTION_VECTOR } from "../smp/ipi.js";
+export type { CpuContext, Task as SmpTask } from "../smp/task.js";
 
 /** The fetch models, in the order the CLI lists them. */
 export const FETCH_MODELS = ["strict", "sdm"] as const;

@@ -9,7 +9,7 @@ import { Kernel } from "./kernel.js";
 import type { PatchStep } from "./patch-step.js";
 import { PtRegs, userMode } from "./pt-regs.js";
 import { emitIdtEntry } from "./text-poke-syscall-entry.js";
-import { type FetchModel, runPatchSteps, type Scheduler, Smp } from "./text-poke-syscall-smp.js";
+import { type CpuContext, type FetchModel, runPatchSteps, type Scheduler, Smp, type SmpTask } from "./text-poke-syscall-smp.js";
 
 /** ia32 system call numbers (arch/x86/syscalls/syscall_32.tbl; 351 is the seed's text_poke). */
 export const NR_EXIT = 1;
@@ -241,7 +241,7 @@ export class TextPokeSystem {
   // ---- kernel C functions (host functions) ----------------------------------------------
 
   /** do_int80_syscall_32 — arch/x86/entry/common.c (reduced): dispatch on orig_ax, regs->ax = result. */
-  private *doInt80(call: HostCall, cpu: number, ctx: Parameters<typeof runPatchSteps>[0]): Generator<{ waitFor: string; until: () => boolean } | undefined, void, unknown> {
+  private *doInt80(call: HostCall, cpu: number, ctx: CpuContext): SmpTask<void> {
     // A host task's steps run outside the CPU's own step, so memory's privilege may still be
     // another CPU's (a ring-3 one): set it from this CPU's CPL before touching kernel memory.
     call.cpu.setCs(call.cpu.cs);

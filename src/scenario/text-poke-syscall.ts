@@ -60,7 +60,7 @@ export interface TextPokeScenarioOptions {
   readonly replacement?: "seed" | "wide";
   /** A mutant of the syscall. */
   readonly mutant?: TextPokeSyscallOptions;
-  /** Instruction budget (default 200,000,000). */
+  /** Step budget (default 1,000,000 + 20,000 per iteration per CPU; a run needs about 500 per iteration per CPU). */
   readonly maxSteps?: number;
 }
 
@@ -259,7 +259,7 @@ export function runTextPokeScenario(o: TextPokeScenarioOptions = {}): TextPokeSc
       else site.torn++;
     };
   }
-  const run = sys.run(o.scheduler ?? seededScheduler(seed), o.maxSteps ?? 200_000_000);
+  const run = sys.run(o.scheduler ?? seededScheduler(seed), o.maxSteps ?? 1_000_000 + 20_000 * iterations * cpus);
 
   const threads: ThreadCounts[] = [];
   for (let i = 1; i < cpus; i++) {

@@ -6,11 +6,12 @@ import type { Scheduler } from "./scheduler.js";
  * `1 + (v >> 3)` steps (the burst ends early when that CPU cannot step) — bursts make the long
  * stretches that races need (a handler's thirty-instruction entry path while the patcher waits)
  * as likely as short ones. Each fetch choice takes one entry (`v % n`; 0 = coherent). Once the
- * list is used up, CPUs take turns (round robin) and fetches are coherent, so every run ends
- * (a patcher waiting for an IPI is never starved by one busy CPU) and a shrunk list keeps only
- * the decisions that matter.
+ * list is used up, CPUs take turns (round robin), so every run ends (a patcher waiting for an
+ * IPI is never starved by one busy CPU) and a shrunk list keeps only the decisions that
+ * matter; fetches are then coherent, or with `then: "stale"` as stale as the fetch model
+ * allows (every stale byte kept: the adversarial end of SDM §8.1.3).
  */
-export function fairSchedule(list: readonly number[]): Scheduler & { readonly used: number } {
+export function fairSchedule(list: readonly number[], then: "coherent" | "stale" = "coherent"): Scheduler & { readonly used: number } {
   let i = 0;
   let last = -1;
   let burst = 0;
@@ -34,7 +35,7 @@ export function fairSchedule(list: readonly number[]): Scheduler & { readonly us
       return k;
     },
     choose(n) {
-      return i < list.length ? Math.abs(list[i++] | 0) % n : 0;
+      return i < list.length ? Math.abs(list[i++] | 0) % n : then === "stale" ? n - 1 : 0;
     },
     get used() { return i; },
   };

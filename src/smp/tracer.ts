@@ -51,6 +51,8 @@ export interface TracerSimOptions {
  * looping over calls to them, tracing switched on and off by a patcher CPU mid-run (the
  * version's ftrace_replace_code as a task), everything under a scheduler — and the trace,
  * with every call accounted for (how many times it was traced, what its site looked like).
+ * It owns the machine's instruction hook (Machine.onInstruction has one slot): add your own
+ * per-instruction code with `observe`. An oops (die) on any CPU ends `run`; see `died`.
  */
 export class TracerSim {
   readonly sk: SmpKernel;
