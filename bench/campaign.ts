@@ -6,7 +6,7 @@ import { DEFAULT_SEED } from "../src/cli/check.js";
 import { report } from "./harness.js";
 
 /** Runs per property per variant here: the default campaign's shape, smaller (a few seconds per figure). */
-const RUNS = 1500;
+const RUNS = 3000;
 
 /**
  * `campaign.checks.w1` / `campaign.checks.w2`: the default campaign (every variant that

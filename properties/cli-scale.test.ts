@@ -116,6 +116,16 @@ describe("--workers", () => {
     // the replay command names the failing unit's seed
     expect(a.results[2].failure?.replay).toContain(`--seed ${a.results[2].seed} `);
   });
+
+  test("a candidate that throws while booting, in whichever thread: exit 2, one line, no stack trace", () => {
+    const file = join(TMP, "throws.mjs");
+    writeFileSync(file, `export default { name: "mine/throws", bits: 64, frame: "idt", sites: "poke", emulates: ["call"], boot: () => { throw new Error("boom"); } };\n`);
+    for (const workers of ["1", "2"]) {
+      const r = run("check", "--candidate", file, "--runs", "20", "--workers", workers);
+      expect(r.code).toBe(2);
+      expect(r.err).toBe("int3bed: candidate 'mine/throws' threw: Error: boom");
+    }
+  });
 });
 
 describe("--shard and merge", () => {

@@ -199,3 +199,22 @@ describe("journal diff ≡ whole-memory diff", () => {
     expect(Machine.diff(b.k.m.snapshot(), later.afterReal).equal).toBe(true);
   });
 });
+
+test("a handler that maps memory is caught too (whole memories compared, snapshots still readable)", () => {
+  const page = 0xffffffff83000000n;
+  const v: Variant = {
+    name: "test/mapper", bits: 64, frame: "idt", sites: "poke", emulates: ["call"], summary: "maps a page in the handler",
+    boot: () => buildKernel64({
+      gapWords: 6,
+      chain: () => ({ poke: (kk, regs) => { const ok = pokeInt3HandlerEmulate(kk, regs, { ret: false, jcc: false }); kk.m.map(page, 0x1000); return ok; } }),
+    }),
+  };
+  const b = prepare(v);
+  for (const c of fc.sample(emuCase(b.k.L, ["call"]), { numRuns: 5, seed: 4 })) {
+    const r = runEmuCase(b, c);
+    expect(r.equal).toBe(false);
+    expect(r.diff.memory).toEqual([{ addr: page, a: null, b: new Uint8Array(4096) }]);
+    expect(r.afterEmulated.mem.pages.has(Number(page >> 12n))).toBe(true);
+    expect(r.afterReal.mem.pages.has(Number(page >> 12n))).toBe(false);
+  }
+});

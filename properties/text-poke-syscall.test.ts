@@ -4,7 +4,9 @@ import { describe, expect, test, vi } from "vitest";
 import { Assembler, mem, reg } from "../src/asm/index.js";
 import { main } from "../src/cli/main.js";
 import { Perm } from "../src/machine/page.js";
-import { EFAULT, EINVAL, installTextPokeSyscall, type TextPokeSyscallOptions } from "../src/kernel/text-poke-syscall.js";
+import { PtRegs } from "../src/kernel/pt-regs.js";
+import { EFAULT, EINVAL, installTextPokeSyscall, pokeInt3HandlerSyscall, type TextPokeSyscallOptions } from "../src/kernel/text-poke-syscall.js";
+import { SEL64 } from "../src/machine/tables.js";
 import { listScheduler, type Scheduler, seededScheduler } from "../src/kernel/text-poke-syscall-smp.js";
 import { interleaving } from "../src/smp/arbitrary.js";
 import { IA32_SYSCALL_VECTOR, NR_EXIT, NR_TEXT_POKE_32, type SystemEvent, TextPokeSystem } from "../src/kernel/text-poke-syscall-system.js";
@@ -261,6 +263,32 @@ describe("text_poke syscall: the int3 at addr, and only it, goes to the handler"
     expect(sys.killed.get(2)?.signal).toBe("SIGTRAP");
     expect(sys.killed.has(1)).toBe(false);
     expect(sys.m.read32(DATA)).toBe(0);
+  });
+
+  test("poke_int3_handler directly: user traps need the mm and addr + 1; kernel traps keep v3.13's detour", () => {
+    const sys = system(2);
+    sys.startTask(1, { tid: 7, mm: 1, rip: TARGET, rsp: 0x7f001000n });
+    sys.m.cpus[0].setCs(SEL64.KERNEL_CS); // host code runs on a kernel CPU: supervisor accesses
+    const at = 0xffffc90000200000n + 0x100n; // CPU 0's kernel stack: room for a pt_regs
+    const regs = new PtRegs(sys.m, at);
+    const trap = (cs: bigint, ip: bigint): { handled: boolean; ip: bigint } => {
+      regs.set("cs", cs); regs.ip = ip;
+      const handled = pokeInt3HandlerSyscall(sys, 1, regs);
+      return { handled, ip: regs.ip };
+    };
+    const user = BigInt(SEL64.USER_CS | 3), kernel = BigInt(SEL64.KERNEL_CS);
+    expect(trap(user, TARGET + 1n)).toEqual({ handled: false, ip: TARGET + 1n });     // nothing in progress
+    sys.k.bpPatchingInProgress = true;
+    sys.k.bpInt3Addr = TARGET + 1n;
+    sys.k.bpInt3Handler = HANDLER;
+    expect(trap(user, TARGET + 1n)).toEqual({ handled: false, ip: TARGET + 1n });     // bp_target_mm unset
+    sys.bpTargetMm = 2;
+    expect(trap(user, TARGET + 1n)).toEqual({ handled: false, ip: TARGET + 1n });     // another process's call
+    sys.bpTargetMm = 1;
+    expect(trap(user, TARGET + 2n)).toEqual({ handled: false, ip: TARGET + 2n });     // not addr + 1
+    expect(trap(user, TARGET + 1n)).toEqual({ handled: true, ip: HANDLER });          // ours: redirected
+    expect(trap(kernel, TARGET + 1n)).toEqual({ handled: true, ip: HANDLER });        // kernel mode: the detour
+    expect(trap(kernel, TARGET + 5n)).toEqual({ handled: false, ip: TARGET + 5n });
   });
 
   test("an int3 at addr after the call returned is a SIGTRAP (bp_patching_in_progress is clear)", () => {

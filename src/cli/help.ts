@@ -46,6 +46,7 @@ scenario text-poke-syscall flags:
   --fetch M          cross-modifying-code fetch model: strict (default) or sdm (stale and torn fetches until a CPU serializes)
   --replacement R    seed (default: repl is mov $2,%eax, one byte from the original) or wide (mov $0x2020202,%eax: a torn fetch would show)
   --json             print one JSON document instead of the table
+  exit 0 when val1 + val2 + handler == total for every thread, nothing torn, no signal, every call returned 0; else 1
 
 machine-check flags:
   --runs N           runs per mode (default: 2000)

@@ -1,6 +1,7 @@
 export { Machine, type MachineOptions, type RunOptions, type WriteHook } from "./machine.js";
 export { Cpu, R, REG_NAMES_32, REG_NAMES_64, type CpuHooks, type HookAnswer } from "./cpu.js";
 export { Memory, type MemorySnapshot } from "./memory.js";
+export { Journal } from "./journal.js";
 export { Perm, PAGE_SIZE } from "./page.js";
 export { F, STATUS, testCondition, conditionFlags, CONDITION_NAMES } from "./flags.js";
 export { Vec, vectorName, hasErrorCode, CpuFault, type ExceptionEvent, type EventKind, type RunResult, type StopReason } from "./events.js";

@@ -154,8 +154,12 @@ export class Engine {
 
   /** Whether the machine still holds the case numbered `seq`, untouched since its emulated run. */
   holds(seq: number): boolean {
-    return seq === this.seq && this.emuEnd === this.j.n && !this.j.broken && this.m.mem.journal === this.j;
+    if (seq !== this.seq) return false;
+    return this.built?.seq === seq || (this.emuEnd === this.j.n && !this.j.broken && this.m.mem.journal === this.j);
   }
+
+  /** The snapshots already built for a case (building them ends the journal's use for it). */
+  private built: { seq: number; snaps: [MachineSnapshot, MachineSnapshot, MachineSnapshot] } | undefined;
 
   /**
    * The three snapshots of the case the machine holds (see holds): the emulated final state
@@ -164,6 +168,7 @@ export class Engine {
    * snapshot: the next case then restores the pristine state once).
    */
   snapshots(): [MachineSnapshot, MachineSnapshot, MachineSnapshot] {
+    if (this.built?.seq === this.seq) return this.built.snaps;
     const m = this.m, mem = m.mem;
     const cpus = (p: Phase): CpuState[] => this.cpu[p].map((c) => c.copy());
     const emu = mem.snapshot();
@@ -176,7 +181,9 @@ export class Engine {
     const real = mem.snapshot();
     mem.restore(emu);
     this.loadCpus("emulated");
-    return [{ cpus: cpus("before"), mem: before }, { cpus: cpus("real"), mem: real }, { cpus: cpus("emulated"), mem: emu }];
+    const snaps: [MachineSnapshot, MachineSnapshot, MachineSnapshot] = [{ cpus: cpus("before"), mem: before }, { cpus: cpus("real"), mem: real }, { cpus: cpus("emulated"), mem: emu }];
+    this.built = { seq: this.seq, snaps };
+    return snaps;
   }
 }
 
