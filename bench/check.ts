@@ -9,7 +9,10 @@ import { nativeRates } from "./native.js";
  * `check.call.64` / `check.call.32`: checks per second of "real CALL + emulated CALL through
  * the whole trap path (delivery, entry stub, do_int3, int3_emulate_call, exit, IRET) + the
  * callee + diff", from seeded random states generated before timing (no fast-check in the
- * loop). Printed beside the native SIGTRAP anchor, with the ratio.
+ * loop; the same arbitraries as the properties: random sites, targets, stacks). Each check
+ * is runEmuCase as the properties run it — one prepared machine, undone through its write
+ * journal, memory compared where either run wrote. Printed beside the native SIGTRAP
+ * anchor, with the ratio.
  */
 export function benchCheck(): void {
   const native = nativeRates();

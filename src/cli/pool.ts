@@ -15,8 +15,8 @@ import { CTRL, ctrlWords, failedSlot, NO_FAILURE, type WorkerInput, type WorkerM
 export const RUNS_PER_WORKER = 5000;
 
 /**
- * The worker threads to use: `asked` (--workers) bounded by the units, or by default one per
- * core, bounded by the work (small campaigns run in this thread).
+ * The threads to work with (this one included): `asked` (--workers) bounded by the units, or
+ * by default one per core, bounded by the work (small campaigns run in this thread alone).
  */
 export function workerCount(asked: number | undefined, units: readonly Unit[]): number {
   if (asked !== undefined) return Math.max(1, Math.min(asked, units.length));
@@ -32,9 +32,9 @@ export interface PoolOptions {
 
 /**
  * Runs units — in this thread with one worker, else in this thread and workers − 1 worker
- * threads — and returns their results in unit order. A unit whose group already failed at a lower chunk is skipped
- * (merging ignores everything after a group's first failing chunk, so skipping changes no
- * verdict); the rest always run, whatever the number of workers.
+ * threads — and returns their results in unit order. A unit whose group already failed at a
+ * lower chunk is skipped (merging ignores everything after a group's first failing chunk, so
+ * skipping changes no verdict); the rest always run, whatever the number of workers.
  */
 export function runUnits(units: readonly Unit[], variants: readonly Variant[], source: VariantSource, o: PoolOptions): UnitResult[] {
   const results = o.workers <= 1 ? runHere(units, variants, source, o) : runOnWorkers(units, variants, source, o);

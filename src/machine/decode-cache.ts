@@ -39,6 +39,8 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
    */
   const single: (Compiled | undefined)[] = new Array<Compiled | undefined>(256).fill(undefined);
   const byTwo = new Map<number, Compiled[]>();
+  /** First bytes the decoder has seen start a longer instruction: alone they are never complete. */
+  const multi = new Uint8Array(256);
   let cached = 0;
   /** Mnemonic per relative-branch form (first byte, or 0x0f00 | second byte), learnt from the decoder. */
   const forms = new Map<number, number>();
@@ -71,7 +73,7 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
     }
     const one = single[b0];
     if (one !== undefined) return place(c, page, off, lo, hi, 1, one.exec, one.mnemonic, one.bytes);
-    if (limit < 2) return undefined; // (the decoder knows whether one byte is all there is)
+    if (limit < 2) return multi[b0] === 1 ? MORE : undefined; // (else the decoder knows whether one byte is all)
     const list = byTwo.get(b0 | (src[base + 1] << 8));
     if (list === undefined) return undefined;
     let more = false;
@@ -124,6 +126,7 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
     const form = ib[0] === 0xe8 || ib[0] === 0xe9 || ib[0] === 0xeb || (ib[0] & 0xf0) === 0x70 ? ib[0]
       : ib[0] === 0x0f && ib.length > 1 && (ib[1] & 0xf0) === 0x80 ? 0x0f00 | ib[1] : -1;
     if (form >= 0 && !forms.has(form)) forms.set(form, ins.mnemonic);
+    if (ib.length > 1 && ins.mnemonic > 0) multi[ib[0]] = 1; // (a valid instruction: its first byte alone is a proper prefix)
     if (two >= 0 && cached < MAX_CACHED && ib.length > 0 && ib[0] === b0 && (ib.length === 1 || ib[1] === d[off + 1]) &&
       (list === undefined || list.length < 32) && positionIndependent(c.bits, ib)) {
       const e: Compiled = { bytes: ib, exec: ins.exec, mnemonic: ins.mnemonic };

@@ -39,7 +39,7 @@ export class Journal {
   /** The memory was restored from a snapshot: the entries no longer describe it. */
   broken = false;
   /** More entries than this break the journal (a long program run while attached). */
-  limit = 1 << 20;
+  limit = 1 << 18;
 
   /** The current position, to roll back to later. */
   mark(): number { return this.n; }

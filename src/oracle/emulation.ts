@@ -52,24 +52,23 @@ export function realBytes(k: EmuCase, target: bigint): number[] {
   }
 }
 
-/** realBytes from the low halves of the site and the target (rel32/rel8 are their difference mod 2^32). */
-function realBytesLo(kind: PatchKind, cc: number, siteLo: number, targetLo: number): number[] {
-  const rel = (len: number): number => (targetLo - siteLo - len) | 0;
-  const le32 = (n: number): number[] => [n & 0xff, (n >>> 8) & 0xff, (n >>> 16) & 0xff, n >>> 24];
+/** realBytes from the low halves of the site and the target (rel32/rel8 are their difference mod 2^32), then HLT. */
+function realBytesHlt(kind: PatchKind, cc: number, siteLo: number, targetLo: number): number[] {
+  const r = (targetLo - siteLo - INSN_LENGTH[kind]) | 0;
   switch (kind) {
-    case "call": return [0xe8, ...le32(rel(5))];
-    case "jmp32": return [0xe9, ...le32(rel(5))];
-    case "jmp8": return [0xeb, rel(2) & 0xff];
-    case "nop2": return [0x66, 0x90];
-    case "nop5": return [0x0f, 0x1f, 0x44, 0x00, 0x00];
-    case "ret": return [0xc3];
-    case "jcc8": return [0x70 | cc, rel(2) & 0xff];
-    case "jcc32": return [0x0f, 0x80 | cc, ...le32(rel(6))];
+    case "call": return [0xe8, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4];
+    case "jmp32": return [0xe9, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4];
+    case "jmp8": return [0xeb, r & 0xff, 0xf4];
+    case "nop2": return [0x66, 0x90, 0xf4];
+    case "nop5": return [0x0f, 0x1f, 0x44, 0x00, 0x00, 0xf4];
+    case "ret": return [0xc3, 0xf4];
+    case "jcc8": return [0x70 | cc, r & 0xff, 0xf4];
+    case "jcc32": return [0x0f, 0x80 | cc, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4];
   }
 }
 
-export const insnLength = (kind: PatchKind): number =>
-  ({ call: 5, jmp32: 5, jmp8: 2, nop2: 2, nop5: 5, ret: 1, jcc8: 2, jcc32: 6 })[kind];
+const INSN_LENGTH: Record<PatchKind, number> = { call: 5, jmp32: 5, jmp8: 2, nop2: 2, nop5: 5, ret: 1, jcc8: 2, jcc32: 6 };
+export const insnLength = (kind: PatchKind): number => INSN_LENGTH[kind];
 
 /** Where the callee records what it saw (return address, first argument). */
 export const COOKIE = { 64: 0xffffc90000200000n, 32: 0xc2200000n } as const;
@@ -191,9 +190,7 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
     mem.mapPage(tKey + 1, Perm.R | Perm.X);
     mem.loadAt(tLo, tHi, c.kind === "call" ? CALLEE[m.bits] : HLT);
   }
-  const bytes = realBytesLo(c.kind, c.cc, sLo, tLo);
-  bytes.push(0xf4);
-  mem.loadAt(sLo, sHi, bytes);
+  mem.loadAt(sLo, sHi, realBytesHlt(c.kind, c.cc, sLo, tLo));
   const stackBase = c.stack === "task" ? L.stack : L.irqStack;
   const bLo = c.stack === "task" ? STACK_LO[m.bits] : IRQ_LO[m.bits], bHi = c.stack === "task" ? STACK_HI[m.bits] : IRQ_HI[m.bits];
   // Random contents in a window around the interrupted SP (frames, gap, callee, and what a
