@@ -2,6 +2,7 @@
 // a traced function that CPU 1 calls in a loop, tracing enabled (and later disabled) by CPU 0
 // mid-run, and the trace read back. Run it: npx tsx examples/tracer-sim.ts
 import { pathToFileURL } from "node:url";
+// (in your own project: `from "int3bed"`)
 import { fairSchedule, seededScheduler, TracerSim, type TracedCall } from "../src/index.js";
 
 const hex = (v: bigint): string => `0x${v.toString(16)}`;
