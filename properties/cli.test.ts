@@ -3,7 +3,7 @@ import { existsSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, test, vi } from "vitest";
-import { main } from "../src/cli/main.js";
+import { runCli } from "./support/run-cli.js";
 import { HELP } from "../src/cli/help.js";
 import { ALL_MUTANTS, PATCH_KINDS } from "../src/index.js";
 
@@ -15,20 +15,7 @@ const REPO = join(dirname(fileURLToPath(import.meta.url)), "..");
 // Node cannot import the TypeScript sources vitest runs.
 const CANDIDATE = join(REPO, "properties", "support", `tmp-candidate-${process.pid}.mjs`);
 
-interface Output { code: number; out: string; err: string }
-
-function run(...argv: string[]): Output {
-  const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
-  const error = vi.spyOn(console, "error").mockImplementation(() => undefined);
-  try {
-    const code = main(argv);
-    const text = (calls: unknown[][]): string => calls.map((c) => c.map(String).join(" ")).join("\n");
-    return { code, out: text(log.mock.calls), err: text(error.mock.calls) };
-  } finally {
-    log.mockRestore();
-    error.mockRestore();
-  }
-}
+const run = runCli;
 
 beforeAll(() => {
   try {

@@ -1,8 +1,8 @@
 import fc from "fast-check";
 import { Code, Register as R } from "iced-x86";
-import { describe, expect, test, vi } from "vitest";
+import { describe, expect, test } from "vitest";
 import { Assembler, mem, reg } from "../src/asm/index.js";
-import { main } from "../src/cli/main.js";
+import { runCli } from "./support/run-cli.js";
 import { Perm } from "../src/machine/page.js";
 import { PtRegs } from "../src/kernel/pt-regs.js";
 import { EFAULT, EINVAL, installTextPokeSyscall, pokeInt3HandlerSyscall, type TextPokeSyscallOptions } from "../src/kernel/text-poke-syscall.js";
@@ -368,18 +368,7 @@ describe("the seed's example program (int3bed scenario text-poke-syscall)", () =
 });
 
 describe("int3bed scenario text-poke-syscall (the command)", () => {
-  function run(...argv: string[]): { code: number; out: string; err: string } {
-    const log = vi.spyOn(console, "log").mockImplementation(() => undefined);
-    const error = vi.spyOn(console, "error").mockImplementation(() => undefined);
-    try {
-      const code = main(argv);
-      const text = (calls: unknown[][]): string => calls.map((c) => c.map(String).join(" ")).join("\n");
-      return { code, out: text(log.mock.calls), err: text(error.mock.calls) };
-    } finally {
-      log.mockRestore();
-      error.mockRestore();
-    }
-  }
+  const run = runCli;
 
   test("prints each thread's counts and the handler path, exit 0", () => {
     const r = run("scenario", "text-poke-syscall", "--cpus", "3", "--iterations", "30", "--seed", "7");
