@@ -37,8 +37,17 @@ export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures)
   if (desc.refs === 0) return false;           // try_get_desc: atomic_inc_not_zero
   desc.refs++;
   try {
-    const ip = regs.ip - BigInt(INT3_INSN_SIZE);
-    const tp = desc.vec.length > 1 ? bsearch(desc.vec, ip) : desc.vec[0]?.addr === ip ? desc.vec[0] : undefined;
+    // ip = regs->ip - INT3_INSN_SIZE, as int32 halves (regs->ip = 0 gives no match, as -1 would)
+    const ipLo = regs.lo32("ip"), ipHi = regs.rhi;
+    const s = (ipLo >>> 0) - INT3_INSN_SIZE;
+    const aLo = s | 0, aHi = s < 0 ? (ipHi - 1) | 0 : ipHi;
+    const t0 = desc.vec[0];
+    let tp: TextPokeLoc | undefined;
+    if (desc.vec.length === 1 && t0.addrLo !== undefined) tp = t0.addrLo === aLo && t0.addrHi === aHi && !(ipLo === 0 && ipHi === 0) ? t0 : undefined;
+    else {
+      const ip = regs.ip - BigInt(INT3_INSN_SIZE);
+      tp = desc.vec.length > 1 ? bsearch(desc.vec, ip) : t0?.addr === ip ? t0 : undefined;
+    }
     if (tp === undefined) return false;
     return pokeEmulateLoc(k, regs, tp, f);
   } finally {

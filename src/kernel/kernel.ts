@@ -20,6 +20,9 @@ export interface TextPokeLoc {
   readonly opcode: number;
   /** Displacement (for CALL/JMP/Jcc; NOPs are JMP with disp 0). */
   readonly disp: bigint;
+  /** `addr` as int32 halves (hi 0 on 32-bit), when its creator gives them: the trap path then compares without BigInt. */
+  readonly addrLo?: number;
+  readonly addrHi?: number;
 }
 
 /**

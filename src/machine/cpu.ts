@@ -401,17 +401,18 @@ export class Cpu {
     let nested = false;
     for (;;) {
       if (vector === Vec.PF && cr2 !== undefined) this.cr2 = cr2;
-      const ev: ExceptionEvent = {
-        vector, name: vectorName(vector), kind, errorCode, cr2: vector === Vec.PF ? cr2 : undefined,
-        savedIp: this.bits === 64 ? toBig(savedLo, savedHi) : BigInt(savedLo >>> 0),
-        ip: this.bits === 64 ? toBig(this.curLo, this.curHi) : BigInt(this.curLo >>> 0),
-        cpl: this.cpl, sp: this.reg(4), detail,
-      };
-      if (this.hooks.exception !== undefined && this.hooks.exception(this, ev) === "stop") {
-        this.stopReason = "exception";
-        this.stopEvent = ev;
-        this.pending = 1;
-        return;
+      // The event as hooks and stop reasons see it, built only when one of them needs it
+      // (from the state at raise time: delivery may have moved RSP before faulting).
+      let ev: ExceptionEvent | undefined;
+      const spLo = this.lo[4], spHi = this.hi[4], cpl = this.cs & 3, ipLo = this.curLo, ipHi = this.curHi;
+      if (this.hooks.exception !== undefined) {
+        ev = this.event(vector, kind, errorCode, cr2, savedLo, savedHi, ipLo, ipHi, spLo, spHi, cpl, detail);
+        if (this.hooks.exception(this, ev) === "stop") {
+          this.stopReason = "exception";
+          this.stopEvent = ev;
+          this.pending = 1;
+          return;
+        }
       }
       try {
         this.delivery.deliver(this, vector, kind, errorCode, savedLo, savedHi, nested);
@@ -423,7 +424,7 @@ export class Cpu {
         const first = faultClass(vector), second = faultClass(e.vector);
         if (first === "doublefault") {
           this.stopReason = "triple-fault";
-          this.stopEvent = ev;
+          this.stopEvent = ev ?? this.event(vector, kind, errorCode, cr2, savedLo, savedHi, ipLo, ipHi, spLo, spHi, cpl, detail);
           this.pending = 1;
           this.stopDetail = `${e.toString()} while delivering #DF: shutdown`;
           return;
@@ -440,6 +441,18 @@ export class Cpu {
         }
       }
     }
+  }
+
+  /** The ExceptionEvent of a raise, from the values it saw (int32 halves). */
+  private event(vector: number, kind: EventKind, errorCode: number | undefined, cr2: bigint | undefined, savedLo: number, savedHi: number,
+    ipLo: number, ipHi: number, spLo: number, spHi: number, cpl: number, detail: string | undefined): ExceptionEvent {
+    const wide = this.bits === 64;
+    return {
+      vector, name: vectorName(vector), kind, errorCode, cr2: vector === Vec.PF ? cr2 : undefined,
+      savedIp: wide ? toBig(savedLo, savedHi) : BigInt(savedLo >>> 0),
+      ip: wide ? toBig(ipLo, ipHi) : BigInt(ipLo >>> 0),
+      cpl, sp: wide ? toBig(spLo, spHi) : BigInt(spLo >>> 0), detail,
+    };
   }
 
   /** Marks the CPU halted (HLT); the run stops with "hlt". */

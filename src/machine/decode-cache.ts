@@ -26,7 +26,7 @@ const TWO32 = 4294967296;
  *   0F 8x rel32, no prefixes) get their executor made directly from the displacement, the
  *   same closures ops-flow.ts builds from iced's target: CALL pushes the next address and
  *   jumps, JMP jumps, Jcc jumps when testCondition(cc) holds; a non-canonical 64-bit target
- *   of CALL/JMP raises #GP(0) at the branch (a Jcc's, as there, is not checked).
+ *   of CALL/JMP, or of a taken Jcc, raises #GP(0) at the branch.
  * An instruction that runs into the next page reads that page only when it needs its bytes
  * (faulting as the decoder's fetch would) and marks it, as the decoder does. Everything
  * else, and host functions, go to the decoder unchanged; every miss ends in its compile.
@@ -163,11 +163,8 @@ const MAX_CACHED = 4096;
 function place(c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, exec: Exec, mnemonic: number, bytes: Uint8Array): Insn {
   const s = (lo >>> 0) + len;
   const insn: Insn = { exec, len, nLo: s | 0, nHi: c.bits === 64 ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, mnemonic, bytes };
-  if (page.code === null) {
-    page.code = new Array<Insn | undefined>(4096);
-    c.mem.codeAddedAt(lo, c.bits === 64 ? hi : 0);
-  }
-  page.code[off] = insn;
+  if (page.code === null) c.mem.codeAddedAt(lo, c.bits === 64 ? hi : 0);
+  page.codeArray()[off] = insn;
   return track(page, off, insn);
 }
 
@@ -180,8 +177,12 @@ function branchExec(form: number, bits: number, lo: number, hi: number, len: num
     const t = (next % TWO32) + disp;
     tl = t | 0;
     th = (nHi + Math.floor(t / TWO32)) | 0;
-    // as ops-flow.ts: CALL/JMP raise #GP(0) at a non-canonical target; Jcc sets RIP (the fetch faults)
-    if (!isCanonical(tl, th) && (form === 0xe8 || form === 0xe9 || form === 0xeb)) return (cpu) => cpu.checkTarget(tl, th);
+    // as ops-flow.ts: CALL/JMP, and a Jcc when taken, raise #GP(0) at a non-canonical target
+    if (!isCanonical(tl, th)) {
+      if (form === 0xe8 || form === 0xe9 || form === 0xeb) return (cpu) => cpu.checkTarget(tl, th);
+      const ncc = form & 0xf;
+      return (cpu) => { if (testCondition(ncc, cpu.flags)) cpu.checkTarget(tl, th); };
+    }
   } else {
     tl = (next + disp) | 0;
     th = 0;

@@ -37,11 +37,24 @@ function udExec(detail: string): Exec {
 /** Executor for a host function: run it, store the result, then `ret`. */
 function hostExec(h: HostEntry, bits: number): Exec {
   const W = bits === 64 ? 8 : 4;
+  // one HostCall reused per CPU (a fresh one when the function is re-entered meanwhile)
+  let spare: HostCall | undefined;
   return (c: Cpu) => {
-    const call = new HostCall(c, h.conv, h.name);
-    const r = h.fn(call);
+    let call = spare;
+    if (call === undefined || call.cpu !== c) call = new HostCall(c, h.conv, h.name);
+    else call.noReturn = false;
+    spare = undefined;
+    let r: ReturnType<typeof h.fn>;
+    try {
+      r = h.fn(call);
+    } finally {
+      spare = call;
+    }
     if (call.noReturn) return;
-    if (r !== undefined) {
+    if (typeof r === "number" && Number.isSafeInteger(r) && r >= 0 && r <= 0xffffffff) {
+      c.lo[0] = r | 0;
+      c.hi[0] = 0;
+    } else if (r !== undefined) {
       const v = BigInt.asUintN(64, BigInt(r));
       c.lo[0] = Number(BigInt.asIntN(32, v));
       c.hi[0] = bits === 64 ? Number(BigInt.asIntN(32, v >> 32n)) : 0;
@@ -84,8 +97,7 @@ export function makeDecode(hosts: ReadonlyMap<bigint, HostEntry>) {
       insn = mkInsn(r.exec, r.len, lo, hi, bits, r.mnemonic, bytes.slice(0, r.len));
       if (crosses && off + r.len <= 4096) crosses = false;
     }
-    if (page.code === null) page.code = new Array<Insn | undefined>(4096);
-    page.code[off] = insn;
+    page.codeArray()[off] = insn;
     if (crosses && nextPage) nextPage.crossIn = true;
     c.mem.codeAdded();
     return insn;

@@ -42,6 +42,9 @@ export class Memory {
   private readonly rPage: (Page | null)[] = new Array<Page | null>(TLB).fill(null);
   private readonly wKey = new Float64Array(TLB).fill(-1);
   private readonly wPage: (Page | null)[] = new Array<Page | null>(TLB).fill(null);
+  /** Instruction fetches: pages that passed the fetch checks (present, U at CPL 3, X) at the current privilege. */
+  private readonly xKey = new Float64Array(TLB).fill(-1);
+  private readonly xPage: (Page | null)[] = new Array<Page | null>(TLB).fill(null);
 
   // ---- mapping -------------------------------------------------------------------------
 
@@ -116,6 +119,7 @@ export class Memory {
   flush(): void {
     this.rKey.fill(-1);
     this.wKey.fill(-1);
+    this.xKey.fill(-1);
   }
 
   // ---- snapshots -----------------------------------------------------------------------
@@ -142,7 +146,8 @@ export class Memory {
   readPage(lo: number, hi: number, fetch: boolean, stack: boolean): Page {
     const key = (hi >>> 0) * 1048576 + (lo >>> 12);
     const i = (lo >>> 12) & (TLB - 1);
-    if (!fetch && this.rKey[i] === key) return this.rPage[i] as Page;
+    if (fetch) { if (this.xKey[i] === key) return this.xPage[i] as Page; }
+    else if (this.rKey[i] === key) return this.rPage[i] as Page;
     if (!isCanonical(lo, hi)) throw new CpuFault(stack ? Vec.SS : Vec.GP, 0, undefined, `non-canonical address ${hexAddr(lo, hi)}`);
     const p = this.pages.get(key);
     const u = this.user ? PF.U : 0;
@@ -151,6 +156,8 @@ export class Memory {
     if (this.user && !(p.perm & Perm.U)) throw new CpuFault(Vec.PF, PF.P | u | why, toBig(lo, hi));
     if (fetch) {
       if (!(p.perm & Perm.X)) throw new CpuFault(Vec.PF, PF.P | u | PF.I, toBig(lo, hi));
+      this.xKey[i] = key;
+      this.xPage[i] = p;
       return p;
     }
     this.rKey[i] = key;
@@ -174,6 +181,7 @@ export class Memory {
       this.pages.set(key, p);
       if (had) this.gen++;
       this.rKey[i] = -1;
+      this.xKey[i] = -1;
     }
     if (p.code === null && !p.crossIn) {
       this.wKey[i] = key;
@@ -409,7 +417,7 @@ export class Memory {
       const n = Math.min(len - k, 4096 - off);
       if (this.journal !== null) this.journal.record(p, key, off, n);
       const d = p.data;
-      if (n > 16 && bytes instanceof Uint8Array) d.set(bytes.subarray(k, k + n), off);
+      if (n > 16 && bytes instanceof Uint8Array) d.set(k === 0 && n === bytes.length ? bytes : bytes.subarray(k, k + n), off);
       else for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
       if (n <= 64) { if (p.code !== null || p.crossIn) this.invalidate(p, l, h, off, n); }
       else {
@@ -441,12 +449,22 @@ export class Memory {
     if (j.broken) throw new UsageError("rollback: the journal is broken (memory was restored from a snapshot, or it overflowed)");
     let remapped = false;
     const old = j.old, keys = j.keys, offs = j.offs, sizes = j.sizes, at = j.at;
+    // Pages mapped fresh after `mark` go back to the spare list below, their decode caches
+    // emptied there (recycle): writes to them need no invalidation on the way.
+    let nFresh = 0;
+    for (let i = Math.max(mark, j.slowBelow); i < j.n && nFresh < FRESH.length; i++) {
+      if (sizes[i] === 0 && j.pages[i] === undefined) {
+        const cur = this.pages.get(keys[i]);
+        if (cur !== undefined && cur.epoch === this.epoch) FRESH[nFresh++] = cur;
+      }
+    }
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
         const prev = j.pages[i], cur = this.pages.get(key);
         // instructions of the page before that ran into this one go (invalidate's cross-in path)
         if (cur !== undefined && cur.crossIn) this.invalidate(cur, ((key % 1048576) << 12) | 0, Math.floor(key / 1048576) | 0, 0, 1);
+        this.dropSlots(key);
         if (prev === undefined) {
           this.pages.delete(key);
           // a page mapped inside the journal whose every write was undone above is zero again
@@ -461,7 +479,7 @@ export class Memory {
         const q = this.pages.get(key);
         if (q === undefined) continue;
         p = q.epoch === this.epoch ? q : q.copyFor(this.epoch);
-        if (p !== q) { this.pages.set(key, p); remapped = true; }
+        if (p !== q) { this.pages.set(key, p); this.dropSlots(key); remapped = true; }
       }
       const off = offs[i];
       if (size === 8) { const dv = p.dv; dv.setInt32(off, j.vlo[i], true); dv.setInt32(off + 4, j.vhi[i], true); }
@@ -469,24 +487,36 @@ export class Memory {
       else if (size === 1) p.data[off] = j.vlo[i];
       else if (size <= 8) { const d = p.data, v = j.vlo[i]; for (let k = 0; k < size; k++) d[off + k] = (v >>> (8 * k)) & 0xff; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
-      if (p.code !== null || p.crossIn) {
+      if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= j.slowBelow && isFresh(p, nFresh))) {
         const hi = Math.floor(key / 1048576) | 0, lo = (((key % 1048576) << 12) | off) | 0;
         this.invalidate(p, lo, hi, off, size);
       }
     }
+    for (let k = 0; k < nFresh; k++) FRESH[k] = null;
     if (mark < j.n) {
       j.nb = at[mark];
       j.n = mark;
     }
     if (j.slowBelow > mark) j.slowBelow = mark;
-    if (remapped) { this.gen++; this.flush(); }
+    if (remapped) this.gen++; // (the translations of the remapped pages went with dropSlots)
+  }
+
+  /** Forgets the cached translations of page `key` (its slot in each TLB, when it holds it). */
+  private dropSlots(key: number): void {
+    const i = key % TLB;
+    if (this.rKey[i] === key) { this.rKey[i] = -1; this.rPage[i] = null; }
+    if (this.wKey[i] === key) { this.wKey[i] = -1; this.wPage[i] = null; }
+    if (this.xKey[i] === key) { this.xKey[i] = -1; this.xPage[i] = null; }
   }
 
   /** Keeps a zeroed page for reuse, with its decode cache emptied (its array kept when the offsets are known). */
   private recycle(p: Page): void {
     const code = p.code, at = p.decodedAt;
-    if (code !== null && at !== null && at.length <= 255) for (let i = 0; i < at.length; i++) code[at[i]] = undefined;
-    else p.code = null;
+    if (code !== null && at !== null && at.length <= 255) {
+      for (let i = 0; i < at.length; i++) code[at[i]] = undefined;
+      p.spareCode = code; // empty now: kept for the next decode here, while writes skip invalidation
+    }
+    p.code = null;
     if (at !== null) at.length = 0;
     p.crossIn = false;
     if (this.spare.length < 64) this.spare.push(p);
@@ -500,6 +530,14 @@ export class Memory {
     p.epoch = this.epoch;
     return p;
   }
+}
+
+/** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */
+const FRESH: (Page | null)[] = [null, null, null, null, null, null, null, null];
+
+function isFresh(p: Page, n: number): boolean {
+  for (let k = 0; k < n; k++) if (FRESH[k] === p) return true;
+  return false;
 }
 
 function keyOf(addr: bigint): number {

@@ -83,6 +83,8 @@ export function compileFlow(ins: Instruction, bits: number): Exec | undefined {
   if (ins.isJccShortOrNear) {
     const cc = ins.conditionCode - 1;
     const [tl, th] = nearTarget(ins, bits);
+    // a taken branch to a non-canonical target raises #GP(0) at the Jcc (SDM Vol. 2 Jcc, 64-bit mode)
+    if (bits === 64 && !isCanonical(tl, th)) return (c: Cpu) => { if (testCondition(cc, c.flags)) c.checkTarget(tl, th); };
     return (c: Cpu) => { if (testCondition(cc, c.flags)) { c.ripLo = tl; c.ripHi = th; } };
   }
   return undefined;

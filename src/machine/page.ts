@@ -23,6 +23,22 @@ export class Page {
    * than it keeps), so a page recycled by Memory.rollback can keep its code array.
    */
   decodedAt: number[] | null = null;
+  /**
+   * An emptied decode-cache array kept by a recycled page (Memory.rollback): `code` is null
+   * (writes take the fast path), and the next decode here takes this instead of a new array.
+   */
+  spareCode: (Insn | undefined)[] | null = null;
+
+  /** The page's decode-cache array, made (or taken back from spareCode) when missing. */
+  codeArray(): (Insn | undefined)[] {
+    let c = this.code;
+    if (c === null) {
+      c = this.spareCode ?? new Array<Insn | undefined>(4096);
+      this.spareCode = null;
+      this.code = c;
+    }
+    return c;
+  }
 
   constructor(
     data: Uint8Array,

@@ -6,7 +6,7 @@ import type { MachineSnapshot, StateDiff } from "../machine/state.js";
 import { Int3bedError } from "../errors.js";
 import { engineOf, startCase } from "./engine.js";
 import type { RunResult } from "../machine/events.js";
-import type { Kernel, KernelEvent } from "../kernel/kernel.js";
+import type { Kernel, KernelEvent, TextPokeLoc } from "../kernel/kernel.js";
 import type { PatchKind, Variant } from "../kernel/variant.js";
 import { int3SelftestNotifier } from "../kernel/selftest.js";
 
@@ -179,16 +179,19 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   const sLo = SLOT32[0], sHi = wide ? SLOT32[1] : 0;
   SLOT64[0] = target;
   const tLo = SLOT32[0], tHi = wide ? SLOT32[1] : 0;
-  // the site's page and the next (the instruction may cross), the same for the target
+  // the site's page, and the next when the bytes laid there (instruction + HLT) run into it;
+  // the same for the target (a run that strays past them takes #PF there instead of running
+  // zeros to the step limit: unequal to the real run either way)
   const sKey = pageKey(sLo, sHi);
   mem.mapPage(sKey, Perm.R | Perm.X);
-  mem.mapPage(sKey + 1, Perm.R | Perm.X);
+  if ((sLo & 4095) + len + 1 > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
   if (!engineOf(b).cookieMapped) mem.mapPage(COOKIE_PAGE[m.bits], Perm.R | Perm.W);
   if (!fentry) {
     const tKey = pageKey(tLo, tHi);
+    const code = c.kind === "call" ? CALLEE[m.bits] : HLT;
     mem.mapPage(tKey, Perm.R | Perm.X);
-    mem.mapPage(tKey + 1, Perm.R | Perm.X);
-    mem.loadAt(tLo, tHi, c.kind === "call" ? CALLEE[m.bits] : HLT);
+    if ((tLo & 4095) + code.length > 4096) mem.mapPage(tKey + 1, Perm.R | Perm.X);
+    mem.loadAt(tLo, tHi, code);
   }
   mem.loadAt(sLo, sHi, realBytesHlt(c.kind, c.cc, sLo, tLo));
   const stackBase = c.stack === "task" ? L.stack : L.irqStack;
@@ -197,7 +200,7 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   // RET pops); the rest of the stack keeps the pristine zeros. Cheaper than the whole stack.
   const lo = Math.max(0, c.spOffset - 1024), hi = Math.min(L.threadSize, c.spOffset + 256);
   const wLo = (bLo >>> 0) + lo;
-  mem.loadAt(wLo | 0, (bHi + (wLo >= TWO32 ? 1 : 0)) | 0, fillPatternInto(engineOf(b).scratch, hi - lo, c.stackBytes));
+  mem.loadAt(wLo | 0, (bHi + (wLo >= TWO32 ? 1 : 0)) | 0, fillPatternInto(engineOf(b).scratchOf(hi - lo), hi - lo, c.stackBytes));
   // registers through a 64-bit typed-array slot: the halves without BigInt arithmetic
   const n = Math.min(wide ? 16 : 8, c.regs.length);
   for (let i = 0; i < n; i++) {
@@ -221,6 +224,7 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
 }
 
 const TWO32 = 4294967296;
+const TWO32N = 1n << 32n, TWO64 = 1n << 64n;
 /** One 64-bit slot seen as int32 halves (little-endian, as x86 and every Node platform here). */
 const SLOT = new ArrayBuffer(8), SLOT64 = new BigUint64Array(SLOT), SLOT32 = new Int32Array(SLOT);
 const COOKIE_PAGE = { 64: Number(COOKIE[64] >> 12n), 32: Number(COOKIE[32] >> 12n) } as const;
@@ -260,11 +264,21 @@ export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
   } else {
     const noDisp = c.kind === "nop2" || c.kind === "nop5" || c.kind === "ret";
     const disp = noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len)));
-    k.bpDesc = { vec: [{ addr: c.site, len: lc.len, opcode: OPCODE[c.kind] | (c.kind === "jcc8" || c.kind === "jcc32" ? c.cc : 0), disp }], refs: 1 };
+    const opcode = OPCODE[c.kind] | (c.kind === "jcc8" || c.kind === "jcc32" ? c.cc : 0);
+    // the site's int32 halves too: do_int3 finds it without BigInt
+    const exact = c.site >= 0n && (m.bits === 64 ? c.site < TWO64 : c.site < TWO32N); // (else the halves would name another address)
+    let loc: TextPokeLoc;
+    if (exact) {
+      SLOT64[0] = c.site; // (no BigInt phi into the store: Node 20's TurboFan, see ops-flow.ts nearTarget)
+      loc = { addr: c.site, len: lc.len, opcode, disp, addrLo: SLOT32[0], addrHi: m.bits === 64 ? SLOT32[1] : 0 };
+    } else loc = { addr: c.site, len: lc.len, opcode, disp };
+    k.bpDesc = { vec: [loc], refs: 1 };
   }
 }
 
 const INT3 = [0xcc];
+/** The events of a run that reported none (shared, frozen: results' event lists are read-only). */
+const NO_EVENTS: readonly KernelEvent[] = Object.freeze([]);
 const OPCODE: Record<PatchKind, number> = { call: 0xe8, jmp32: 0xe9, jmp8: 0xeb, nop2: 0xeb, nop5: 0xe9, ret: 0xc3, jcc8: 0x70, jcc32: 0x70 };
 
 /**
@@ -285,11 +299,11 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   const lc = layCase(b, c);
   e.laidOut();
   const realRun = m.run({ maxSteps: 500 });
-  const realEvents = k.events.slice();
+  const realEvents = k.events.length === 0 ? NO_EVENTS : k.events.slice();
   e.realDone();
   armSite(b, c, lc);
   const emuRun = m.run({ maxSteps: 500 });
-  const emulatedEvents = k.events.slice();
+  const emulatedEvents = k.events.length === 0 ? NO_EVENTS : k.events.slice();
   e.emulatedDone();
   const diff = e.diff(lc.stackBase, c.site, lc.siteLo ?? 0, lc.siteHi ?? 0);
   const equal = realRun.reason === "hlt" && emuRun.reason === "hlt" && diff.equal && eventsEqual(realEvents, emulatedEvents);
@@ -354,6 +368,6 @@ function fillPatternInto(out: Uint8Array, size: number, pattern: Uint8Array): Ui
     out.copyWithin(n, 0, m);
     n += m;
   }
-  return out.subarray(0, size);
+  return out.length === size ? out : out.subarray(0, size);
 }
 

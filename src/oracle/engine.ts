@@ -49,6 +49,14 @@ export class Engine {
   private emuEnd = -1;
   /** Scratch for stack contents. */
   readonly scratch: Uint8Array;
+  private scratchView: Uint8Array | null = null;
+
+  /** The first `size` bytes of `scratch` (the view kept while cases ask for the same size). */
+  scratchOf(size: number): Uint8Array {
+    let v = this.scratchView;
+    if (v === null || v.length !== size) this.scratchView = v = this.scratch.subarray(0, size);
+    return v;
+  }
   /** Ignored ranges of the current diff (reused). */
   private readonly ignore: KeyRanges = [];
 

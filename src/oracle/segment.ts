@@ -111,9 +111,8 @@ export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, t
     if (covered(ignore, key, o, size)) continue;
     const p = mem.pages.get(key), at = real.at[i];
     for (let k = 0; k < size; k++) {
-      if (covered(ignore, key, o + k, 1)) continue;
       const x = real.bytes[at + k], y = p === undefined ? -1 : p.data[o + k];
-      if (x !== y) (hits ??= []).push([key, o + k, x, y]);
+      if (x !== y && !covered(ignore, key, o + k, 1)) (hits ??= []).push([key, o + k, x, y]);
     }
   }
   for (let i = from; i < to; i++) {
