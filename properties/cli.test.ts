@@ -122,7 +122,7 @@ describe("bad usage", () => {
     ["unknown variant", ["check", "--variant", "x86_64/v9.9"], /no variant 'x86_64\/v9\.9'; known: .*x86_64\/v5\.6/],
     ["unknown --opcode kind", ["check", "--opcode", "jmp16"], /unknown --opcode 'jmp16'; valid: call/],
     ["unknown --arch", ["check", "--arch", "arm64"], /unknown --arch 'arm64'/],
-    ["a flag of another command", ["mutants", "--variant", "x86_64/v5.6"], /unknown flag '--variant' for 'mutants'/],
+    ["a flag of another command", ["mutants", "--opcode", "call"], /unknown flag '--opcode' for 'mutants'/],
   ];
   test.each(cases)("%s: exit 2, one line and the help on stderr, no stack trace", (_, argv, message) => {
     const r = run(...argv);

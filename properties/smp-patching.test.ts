@@ -3,7 +3,10 @@ import fc from "fast-check";
 import { SMP_MUTANTS, SMP_VARIANTS, smpVariantByName, type SmpVariant } from "../src/kernel/smp-variants.js";
 import { UsageError } from "../src/errors.js";
 import type { SiteExecOutcome } from "../src/smp/tracer-sites.js";
-import { kprobeHits, type PatchCase, patchCase, runPatchCase, runTraceCase, runTrampolineCase, type TraceCase, traceCase, type TrampolineCase, trampolineCase } from "./support/smp-patching.js";
+import { kprobeHits, type PatchCase, patchCase, runPatchCase } from "../src/smp/patch-loop.js";
+import { runTraceCase, type TraceCase, traceCase } from "../src/smp/trace-case.js";
+import { runTrampolineCase, trampolineCase } from "../src/smp/trampoline-case.js";
+import { checkSmpProperty, runSmpCase, type SmpPropertyName } from "../src/smp/smp-properties.js";
 
 // Issue 7, "Properties": CPUs execute patch sites and traced functions while CPU 0 patches
 // them through a kernel version's protocol, under generated (shrinking) interleavings and
@@ -119,37 +122,40 @@ describe("the descriptor outlives its users", () => {
   });
 });
 
-/** Checks a mutant with the scenario that kills it: the tracing one for ftrace's (§7.9), the patch loop otherwise. */
-function checkMutant(v: SmpVariant, numRuns: number): { failed: boolean; numRuns: number; numShrinks: number; ce: PatchCase | TraceCase | TrampolineCase | undefined } {
-  if (v.parts.ftraceOptions?.updateWithoutFinalSync === true) {
-    const r = fc.check(fc.property(trampolineCase(), (c) => runTrampolineCase(v, c).failure === undefined), { numRuns });
-    return { failed: r.failed, numRuns: r.numRuns, numShrinks: r.numShrinks, ce: r.counterexample?.[0] };
-  }
-  if (v.item === 9) {
-    const r = fc.check(fc.property(traceCase(), (c) => runTraceCase(v, c).failure === undefined), { numRuns });
-    return { failed: r.failed, numRuns: r.numRuns, numShrinks: r.numShrinks, ce: r.counterexample?.[0] };
-  }
-  const r = fc.check(fc.property(patchCase(v), (c) => runPatchCase(v, c).failure === undefined), { numRuns });
-  return { failed: r.failed, numRuns: r.numRuns, numShrinks: r.numShrinks, ce: r.counterexample?.[0] };
-}
+// Each mutant with the property that must kill it and what that property must find (other
+// properties may kill it too: `int3bed mutants` prints the whole matrix, with the same checkers).
+const KILLED_BY: Record<string, { property: SmpPropertyName; finds: RegExp }> = {
+  "x86_64/smp-mutant/ftrace-flag-dropped-before-sync": { property: "tracing is complete and single", finds: /^oops: int3 at/ },
+  "x86_64/smp-mutant/ftrace-update-func-read-stale": { property: "never torn, never stale", finds: /^(bad-emulation|oops: int3 at)/ },
+  "x86_64/smp-mutant/vec-cleared-before-nr-entries": { property: "the descriptor outlives its users", finds: /NULL pointer dereference in poke_int3_handler/ },
+  "x86_64/smp-mutant/no-wait-for-refs": { property: "the descriptor outlives its users", finds: /^text_poke_bp_batch returned while CPU \d's poke_int3_handler still uses its descriptor/ },
+  "x86_64/smp-mutant/desc-on-stack": { property: "the descriptor outlives its users", finds: /^text_poke_bp_batch returned while CPU \d's poke_int3_handler still uses its descriptor/ },
+  "x86_64/smp-mutant/no-sync-after-int3": { property: "never torn, never stale", finds: /^torn on CPU/ },
+  "x86_64/smp-mutant/kprobe-unregistered-before-text": { property: "the descriptor outlives its users", finds: /^oops: int3 at/ },
+  "x86_64/smp-mutant/unclaimed-int3-dies": { property: "the descriptor outlives its users", finds: /^oops: int3 at/ },
+};
 
 describe("SMP mutants (spec §7 items 9, 11, 12, 13, 16, 18) are killed with a shrunk interleaving", () => {
   test("the registry has one mutant per item, each of a passing variant", () => {
     expect(SMP_MUTANTS.map((m) => m.item).sort((a, b) => (a ?? 0) - (b ?? 0))).toEqual([9, 9, 11, 12, 13, 16, 16, 18]);
     for (const m of SMP_MUTANTS) expect(SMP_VARIANTS.map((x) => x.name)).toContain(m.mutantOf);
+    expect(Object.keys(KILLED_BY).sort()).toEqual(SMP_MUTANTS.map((m) => m.name).sort());
     expect(() => smpVariantByName("x86_64/v9.9")).toThrow(UsageError);
   });
 
   const BUDGET = 400;
   for (const v of SMP_MUTANTS) {
     test(`§7.${v.item} ${v.name}`, () => {
-      const r = checkMutant(v, BUDGET);
-      expect(r.failed).toBe(true);
-      const ce = r.ce;
-      const replay = v.parts.ftraceOptions?.updateWithoutFinalSync === true ? runTrampolineCase(v, ce as TrampolineCase)
-        : v.item === 9 ? runTraceCase(v, ce as TraceCase) : runPatchCase(v, ce as PatchCase);
+      const want = KILLED_BY[v.name];
+      const r = checkSmpProperty(v, want.property, { runs: BUDGET });
+      expect(r.ok).toBe(false);
+      const ce = r.counterexample;
+      if (ce === undefined) throw new Error(`no counterexample: ${r.failure}`);
+      const replay = runSmpCase(want.property, v, ce);
       expect(replay.failure).toBeDefined();
-      console.log(`${v.name}: killed after ${r.numRuns} run(s) (budget ${BUDGET}), shrunk ${r.numShrinks}× to ${JSON.stringify(ce)}\n  → ${replay.failure}\n  steps: ${replay.sim.smp.traceText()}`);
+      expect(replay.failure).toMatch(want.finds);
+      expect(r.failure).toBe(replay.failure);
+      console.log(`${v.name}: ${want.property}: killed after ${r.runs} run(s) (budget ${BUDGET}), shrunk ${r.shrinks}× to ${ce.scenario} ${JSON.stringify(ce.c)}\n  → ${replay.failure}\n  steps: ${replay.sim.smp.traceText()}`);
     });
   }
 });

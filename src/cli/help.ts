@@ -6,7 +6,7 @@ export const HELP = `int3bed — a testbed for Linux x86 int3-based live patchin
 
 Usage:
   int3bed [check] [flags]         property campaigns on the kernel models (the default command)
-  int3bed mutants [flags]         the campaigns on every built-in mutant: the kill matrix
+  int3bed mutants [flags]         the kill matrices: single-CPU mutants × campaign properties, SMP mutants × multi-CPU properties
   int3bed explain [flags]         one case step by step, real and emulated, with stack diagrams per phase
   int3bed machine-check [flags]   delivery + IRET round trip on the machine itself, no kernel model
   int3bed scenario NAME [flags]   a multi-CPU scenario; NAME: text-poke-syscall (the seed text_poke syscall's example program)
@@ -27,10 +27,16 @@ check flags:
   --report DIR       also write DIR/index.html: every failure with its SVG stack diagrams (one self-contained page)
 
 mutants flags:
-  --runs N           runs per property per mutant (default: max(300, 16 per coverage cell))
-  --seed S           random seed (default: 20191105)
-  --json             print one JSON document instead of the kill matrix
-  --report DIR       also write DIR/index.html: every killing counterexample with its SVG stack diagrams
+  --variant NAME     only this mutant, single-CPU or SMP (repeatable; default: all)
+  --arch A           only mutants of this architecture: x86_64 (IDT; includes the SMP mutants), x86_32, fred (repeatable)
+  --runs N           runs per property per single-CPU mutant (default: max(300, 16 per coverage cell))
+  --smp-runs N       generated interleavings per multi-CPU property per SMP mutant (default: 50)
+  --seed S           random seed of both sections (default: 20191105)
+  --json             print one JSON document instead of the kill matrices (the SMP section under "smp")
+  --report DIR       also write DIR/index.html: every single-CPU killing counterexample with its SVG stack diagrams
+  each cell: killed after K runs, shrunk S× to N (S: fast-check's shrink steps; N, the shrunk size: single-CPU, the
+  inputs the case still needs — non-zero registers, set flags and IF, non-zero stack bytes; SMP, the decisions
+  left in the interleaving) and the time; or survived K runs. Exit 1 if a mutant survives every property of its section
 
 explain flags:
   --variant NAME     the variant or mutant to step through (default: x86_64/v5.6)
@@ -56,7 +62,8 @@ machine-check flags:
 Properties: "emulated ≡ real" (the int3 path ends exactly where the real instruction does:
 registers, flags, memory, traced calls; every opcode × frame × stack-alignment × stack cell
 exercised) and "handler invariants" (no handler writes the live frame, writes stay in the
-stack and the gap, the trap's IRET consumes exactly the frame built).
+stack and the gap, the trap's IRET consumes exactly the frame built). Multi-CPU: "never torn,
+never stale", "tracing is complete and single", "the descriptor outlives its users" (issue 7).
 
 Exit codes: 0 all held (check) / every mutant killed (mutants), 1 a property failed / a
 mutant survived, 2 bad usage.`;

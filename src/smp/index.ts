@@ -17,3 +17,8 @@ export { TracerSim, type TracerSimOptions, type TracedCall, type TracingChange, 
 export { accountSites, siteSemantics, type SiteSemantics, type PatchSiteSpec, type SiteExecOutcome, type SiteFailure, type SiteAccounting } from "./tracer-sites.js";
 export { fairSchedule } from "./tracer-schedule.js";
 export { patcherTask } from "./tracer-task.js";
+export { type SmpFindings, smpFindings, firstFinding } from "./findings.js";
+export { type PatchLoop, type PatchCase, type PatchRun, buildPatchLoop, patchCase, runPatchCase, kprobeHits } from "./patch-loop.js";
+export { type TraceCase, traceCase as tracingCase, runTraceCase } from "./trace-case.js";
+export { type TrampolineCase, trampolineCase, runTrampolineCase } from "./trampoline-case.js";
+export { SMP_PROPERTIES, type SmpPropertyName, type SmpCase, type SmpPropertyReport, type SmpCheckOptions, smpPropertyCases, runSmpCase, interleavingLength, checkSmpProperty, checkSmpVariant } from "./smp-properties.js";
