@@ -13,6 +13,7 @@ import { assembleIpiStub, type CallEntry, CALL_FUNCTION_VECTOR, IDLE_LOOP } from
 import { IDLE_OFFSET, IPI_HANDLER_OFFSET, IPI_STUB_OFFSET, SMP_LAYOUT_32, SMP_LAYOUT_64, type SmpLayout, stackTop } from "./layout.js";
 import type { Scheduler } from "./scheduler.js";
 import { StaleView } from "./stale.js";
+import { traceText } from "./trace-text.js";
 import { CpuContext, type Task, type Wait } from "./task.js";
 
 /**
@@ -443,17 +444,9 @@ export class Smp {
     this.stats = freshStats(this.n);
   }
 
-  /** The trace as runs: `cpu1×3 cpu0 cpu1×2 …`. */
+  /** The trace as runs and repeated blocks: `cpu1×3 cpu0 (cpu1 cpu2)×40 …` (see trace-text.ts). */
   traceText(from = 0): string {
-    const out: string[] = [];
-    const t = this.trace;
-    for (let k = from; k < t.length;) {
-      let e = k;
-      while (e < t.length && t[e] === t[k]) e++;
-      out.push(e - k === 1 ? `cpu${t[k]}` : `cpu${t[k]}×${e - k}`);
-      k = e;
-    }
-    return out.join(" ");
+    return traceText(this.trace, from);
   }
 
   private checkCpu(cpu: number): number {
