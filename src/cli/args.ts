@@ -38,7 +38,8 @@ function parseErrorLine(command: string, e: unknown): string {
     case "ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL": return `unexpected argument '${quoted}' for '${command}'`;
     case "ERR_PARSE_ARGS_INVALID_OPTION_VALUE": {
       const flag = quoted.split(" ")[0];
-      if (/argument missing|ambiguous/.test(msg)) return `${flag} needs a value`;
+      if (/ambiguous/.test(msg)) return `${flag} needs a value (one starting with '-' is written ${flag}=VALUE)`;
+      if (/argument missing/.test(msg)) return `${flag} needs a value`;
       if (/does not take an argument/.test(msg)) return `${flag} takes no value`;
       return msg.split(". ")[0];
     }

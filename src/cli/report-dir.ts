@@ -1,9 +1,10 @@
-import { accessSync, constants, mkdirSync, writeFileSync } from "node:fs";
+import { accessSync, constants, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { UsageError } from "../errors.js";
 import { reportHtml } from "../report/html.js";
 import type { VariantRun } from "./campaign-run.js";
 import { explainFailure, failureEntry, type Failure } from "./failure.js";
+import { makeDirs } from "./make-dirs.js";
 import { shellQuote } from "./table.js";
 
 /** The --report flag, for a command's flag set. */
@@ -17,7 +18,7 @@ export function reportDir(raw: string | undefined): string | undefined {
   if (raw === undefined) return undefined;
   if (raw.trim() === "") throw new UsageError("--report takes a directory, got ''");
   try {
-    mkdirSync(raw, { recursive: true });
+    makeDirs(raw);
     accessSync(raw, constants.W_OK);
   } catch (e) {
     const code = (e as { code?: unknown }).code;
