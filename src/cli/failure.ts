@@ -166,6 +166,7 @@ function eventLine(e: KernelEvent): string {
     case "traced": return `traced(ip=${hex(e.ip)}, parent=${hex(e.parentIp)})`;
     case "sigtrap": return `SIGTRAP(ip=${hex(e.ip)})`;
     case "die": return `die(${e.what})`;
+    case "signal": return `${e.signal}(${e.what}, ip=${hex(e.ip)})`;
     case "warn": return `WARN(${e.what})`;
   }
 }

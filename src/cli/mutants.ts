@@ -1,9 +1,10 @@
-import { ALL_MUTANTS } from "../kernel/registry.js";
+import { ALL_MUTANTS, IRET_MUTANTS } from "../kernel/registry.js";
 import { SMP_MUTANTS } from "../kernel/smp-variants.js";
 import { COMMON_FLAGS, intFlag, parseFlags, runsFlag, seedFlag } from "./args.js";
 import { runCampaign, type VariantRun } from "./campaign-run.js";
 import { DEFAULT_SEED } from "./check.js";
 import { toJson } from "./json.js";
+import { iretJson, iretKilled, iretMatrixLines, runIretMutants } from "./mutants-iret.js";
 import { type MutantPools, selectMutants } from "./mutants-select.js";
 import { shrunk } from "./mutants-size.js";
 import { runSmpMutants, SMP_RUNS, smpJson, smpKilled, smpMatrixLines } from "./mutants-smp.js";
@@ -21,7 +22,7 @@ const FLAGS = {
 } as const;
 
 /** The built-in mutants. */
-const BUILT_IN: MutantPools = { cpu: ALL_MUTANTS, smp: SMP_MUTANTS };
+const BUILT_IN: MutantPools = { cpu: ALL_MUTANTS, smp: SMP_MUTANTS, iret: IRET_MUTANTS };
 
 /** A single-CPU matrix cell: killed after K runs, shrunk S× to N live inputs; or survived. */
 function cell(p: VariantRun["reports"][number]): string {
@@ -45,16 +46,20 @@ export function mutantsCommand(argv: readonly string[], pools: MutantPools = BUI
   const sel = selectMutants(pools, f.variant ?? [], f.arch ?? []);
   const t0 = performance.now();
   const results = sel.cpu.map((m) => runCampaign(m, { runs, seed }));
-  const ms = performance.now() - t0;
+  const tI = performance.now();
+  const iret = runIretMutants(sel.iret ?? [], { seed, ...(runs === undefined ? {} : { runs }) });
+  const iretMs = performance.now() - tI;
+  const ms = tI - t0;
   const t1 = performance.now();
   const smp = runSmpMutants(sel.smp, { runs: smpRuns, seed });
   const smpMs = performance.now() - t1;
   const survivors = results.filter((r) => !r.reports.some(kills));
   const smpSurvivors = smp.filter((r) => !smpKilled(r));
-  const ok = survivors.length === 0 && smpSurvivors.length === 0;
+  const iretSurvivors = iret.filter((r) => !iretKilled(r));
+  const ok = survivors.length === 0 && smpSurvivors.length === 0 && iretSurvivors.length === 0;
   if (f.json === true) {
     console.log(toJson({
-      command: "mutants", seed, runs: runs ?? null, ok, ms: Math.round(ms + smpMs),
+      command: "mutants", seed, runs: runs ?? null, ok, ms: Math.round(ms + iretMs + smpMs),
       results: results.map((r) => ({
         mutant: r.variant.name, mutantOf: r.variant.mutantOf ?? null, breaks: r.variant.breaks ?? null,
         killed: r.reports.some(kills),
@@ -67,6 +72,7 @@ export function mutantsCommand(argv: readonly string[], pools: MutantPools = BUI
         }),
       })),
       smp: sel.smp.length === 0 ? null : smpJson(smp, smpRuns, smpMs),
+      iret: iret.length === 0 ? null : iretJson(iret, iretMs),
     }));
   } else {
     const out = [`int3bed mutants  seed ${seed}`];
@@ -79,9 +85,10 @@ export function mutantsCommand(argv: readonly string[], pools: MutantPools = BUI
       out.push("", `${results.length - survivors.length} of ${results.length} mutants killed in ${duration(ms)}` +
         (survivors.length === 0 ? "" : `; SURVIVED both properties: ${survivors.map((r) => r.variant.name).join(", ")}`));
     }
+    if (iret.length > 0) out.push("", ...iretMatrixLines(iret, runs, iretMs));
     if (smp.length > 0) out.push("", ...smpMatrixLines(smp, smpRuns, smpMs));
-    const n = results.length + smp.length;
-    out.push("", ok ? `all ${n} mutants killed in ${duration(ms + smpMs)}` : `${survivors.length + smpSurvivors.length} of ${n} mutants SURVIVED`);
+    const n = results.length + iret.length + smp.length;
+    out.push("", ok ? `all ${n} mutants killed in ${duration(ms + iretMs + smpMs)}` : `${survivors.length + iretSurvivors.length + smpSurvivors.length} of ${n} mutants SURVIVED`);
     for (const l of out) console.log(l);
   }
   if (report !== undefined) reportFailures(report, "mutants", seed, sel.cpu.map((m) => m.name), killFailures(results, seed), f.json === true);

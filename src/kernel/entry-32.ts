@@ -1,5 +1,5 @@
 import { Code, Register as R } from "iced-x86";
-import { Assembler, mem, reg } from "../asm/index.js";
+import { Assembler, type Label, mem, reg } from "../asm/index.js";
 import { assembleFtraceRegsCaller } from "./ftrace-caller.js";
 import type { Kernel } from "./kernel.js";
 
@@ -24,10 +24,24 @@ function restoreGprs(a: Assembler): void {
   for (const r of [...GPRS].reverse()) a.ins(Code.Pop_r32, reg(r));
 }
 
-function finish(k: Kernel, a: Assembler, at: bigint): bigint {
+/** The exit labels every i386 stub binds: where a return path restores pt_regs, and `.Lirq_return`. */
+interface ExitLabels {
+  /** restore_all: pop the registers, skip ds…orig_eax, (v5.3+) IRET_FRAME, IRET. */
+  readonly restoreAll: Label;
+  /** .Lirq_return: the address _ASM_EXTABLE(.Lirq_return, iret_exc) names (entry_32.S). */
+  readonly irqReturn: Label;
+}
+
+function exitLabels(a: Assembler): ExitLabels {
+  return { restoreAll: a.label("restore_all"), irqReturn: a.label(".Lirq_return") };
+}
+
+function finish(k: Kernel, a: Assembler, at: bigint, x: ExitLabels): bigint {
   const out = a.assemble(at);
   k.m.load(at, out.bytes);
   k.sym.set("int3", at);
+  k.sym.set("restore_all", out.addressOf(x.restoreAll));
+  k.sym.set(".Lirq_return", out.addressOf(x.irqReturn));
   return at + BigInt(out.bytes.length);
 }
 
@@ -48,6 +62,7 @@ export interface Entry32MoveOptions extends Entry32Options {
  */
 function assembleSaveAllEntry(k: Kernel, at: bigint, handler: bigint, o: { rfcCopy?: boolean; move?: { reserve: boolean } }): bigint {
   const a = new Assembler(32);
+  const x = exitLabels(a);
   a.ins(Code.Pushd_imm8, -1);
   if (o.rfcCopy) {
     const noGap = a.label("from_usermode_no_gap");
@@ -63,10 +78,12 @@ function assembleSaveAllEntry(k: Kernel, at: bigint, handler: bigint, o: { rfcCo
   else if (o.move.reserve) a.ins(Code.Sub_rm32_imm8, reg(R.ESP), 8);
   a.branch(Code.Call_rel32_32, handler);
   if (o.move !== undefined) a.ins(Code.Mov_rm32_r32, reg(R.ESP), reg(R.EAX));
+  a.bind(x.restoreAll);
   restoreGprs(a);
   a.ins(Code.Add_rm32_imm8, reg(R.ESP), 5 * 4);   // ds, es, fs, gs, orig_eax
+  a.bind(x.irqReturn);
   a.ins(Code.Iretd);
-  return finish(k, a, at);
+  return finish(k, a, at, x);
 }
 
 /**
@@ -102,10 +119,17 @@ export interface Entry32V53Options extends Entry32Options {
   readonly iretFrameFastPath?: boolean;
   /** §7.15 mutant: classify "from kernel" by RPL != 0 … here: never fix up (treat as user). */
   readonly neverFixup?: boolean;
+  /**
+   * §7.15 mutant (3c88c692c287 as released in v5.3/v5.4): `.Lirq_return` labels the start of
+   * IRET_FRAME instead of the IRET, so the exception-table entry no longer covers the IRET.
+   */
+  readonly irqReturnBeforeIretFrame?: boolean;
 }
 
 /**
- * int3 entry, i386 v5.3 after 82cb8a0b1d8d (FIXUP_FRAME after pushing %fs): a kernel-mode
+ * int3 entry, i386 v5.3 with the Nov 2019 x86/urgent fixes (in 5.3.14, 5.4.1 and v5.5):
+ * 82cb8a0b1d8d (FIXUP_FRAME after pushing %fs) and 40ad2199580e (IRET_FRAME at the end of
+ * RESTORE_REGS, so `.Lirq_return` labels the IRET again). A kernel-mode
  * frame is completed — the CS dword's high bits cleared and CS_FROM_KERNEL set, then
  * ss, sp (= the interrupted ESP R), flags, cs, ip, orig_eax, gs, fs pushed again below the
  * original six words, which become a 24-byte gap. On exit IRET_FRAME rebuilds the 3-word
@@ -116,6 +140,7 @@ export function assembleInt3Entry32V53(k: Kernel, at: bigint, o: Entry32V53Optio
   const noFixup = a.label("from_usermode_no_fixup");
   const finished = a.label("finished_frame");
   const fast = a.label("fast_path");
+  const x = exitLabels(a);
   a.ins(Code.Pushd_imm8, -1);                           // orig_eax
   pushSegs(a, 2);                                      // gs, fs
   // FIXUP_FRAME: the stack is fs@0, gs@4, orig_eax@8, ip@12, cs@16, flags@20, <previous>@24
@@ -134,9 +159,12 @@ export function assembleInt3Entry32V53(k: Kernel, at: bigint, o: Entry32V53Optio
   a.ins(Code.Mov_rm32_r32, reg(R.EAX), reg(R.ESP));
   a.ins(Code.Xor_rm32_r32, reg(R.EDX), reg(R.EDX));
   a.branch(Code.Call_rel32_32, o.handler);
+  a.bind(x.restoreAll);
   restoreGprs(a);
   a.ins(Code.Add_rm32_imm8, reg(R.ESP), 5 * 4);         // ds, es, fs, gs, orig_eax: ESP at ip
+  if (o.irqReturnBeforeIretFrame === true) a.bind(x.irqReturn);
   // IRET_FRAME: the stack is ip@0, cs@4, flags@8, sp@12, ss@16
+  // (since 40ad2199580e it ends RESTORE_REGS, so `.Lirq_return` labels the IRET itself)
   a.ins(Code.Test_rm32_imm32, mem(R.ESP, 4), CS_FROM_KERNEL);
   a.branch(Code.Je_rel8_32, finished);
   a.ins(Code.Push_r32, reg(R.EAX));
@@ -161,6 +189,7 @@ export function assembleInt3Entry32V53(k: Kernel, at: bigint, o: Entry32V53Optio
   a.ins(Code.Lea_r32_m, reg(R.ESP), mem(R.EAX, -16));
   a.ins(Code.Pop_r32, reg(R.EAX));
   a.bind(finished);
+  if (o.irqReturnBeforeIretFrame !== true) a.bind(x.irqReturn);
   a.ins(Code.Iretd);
   if (o.iretFrameFastPath) {
     a.bind(fast);
@@ -170,7 +199,7 @@ export function assembleInt3Entry32V53(k: Kernel, at: bigint, o: Entry32V53Optio
     a.ins(Code.Sub_rm32_imm8, reg(R.ESP), 12);                 // the original hardware frame, stale ip/flags
     a.ins(Code.Iretd);
   }
-  return finish(k, a, at);
+  return finish(k, a, at, x);
 }
 
 /** ftrace_regs_caller (trace/ftrace_32.S), reduced: see assembleFtraceRegsCaller in ftrace-caller.ts. */

@@ -13,7 +13,10 @@ export { pokeInt3HandlerEmulate, pokeInt3HandlerV52, pokeEmulateLoc, type PokeFe
 export { ftraceInt3HandlerV52, ftraceInt3HandlerV51, ftraceInt3Handler32V52, ftraceLocation, isFtraceCaller, MCOUNT_INSN_SIZE } from "./ftrace.js";
 export { doInt3, installDoInt3, installDieGates, notifyDieInt3, type Int3Chain } from "./traps.js";
 export { int3SelftestNotifier } from "./selftest.js";
-export { ALL_VARIANTS, ALL_MUTANTS, variantByName } from "./registry.js";
+export { ALL_VARIANTS, ALL_MUTANTS, IRET_MUTANTS, variantByName } from "./registry.js";
+export { IRET_MUTANTS_32 } from "./variants-32.js";
+export { asmExtable, searchExceptionTables, fixupException, type ExceptionTableEntry } from "./extable.js";
+export { assembleIretFixup32, doGeneralProtection, doIretError } from "./entry-32-exceptions.js";
 export { updateFtraceFunc, updateFtraceFuncSteps, updateFtraceFuncTextPoke, ftraceCallReplace, type FtraceUpdateStep } from "./ftrace-update.js";
 export { type PatchStep, type Patcher, runPatcher } from "./patch-step.js";
 export { textPoke, textPokeSync } from "./text-poke.js";

@@ -9,6 +9,8 @@ export type KernelEvent =
   | { readonly kind: "traced"; readonly ip: bigint; readonly parentIp: bigint }
   | { readonly kind: "sigtrap"; readonly ip: bigint }
   | { readonly kind: "die"; readonly what: string; readonly ip: bigint }
+  /** A signal forced on the task by a trap handler (do_trap): SIGILL from do_iret_error, SIGSEGV from a user #GP. */
+  | { readonly kind: "signal"; readonly signal: "SIGILL" | "SIGSEGV"; readonly what: string; readonly ip: bigint; readonly cs: number; readonly ss: number }
   | { readonly kind: "warn"; readonly what: string };
 
 /** One entry of a text_poke_bp batch (struct text_poke_loc, alternative.c v5.6+). */
@@ -53,6 +55,15 @@ export class Kernel {
   /** How the int3 self-test notifier emulates its call (mutants substitute their own). */
   selftestEmulate?: (regs: PtRegs, target: bigint) => void;
 
+  /** The exception table (__ex_table, sorted by address): see extable.ts. */
+  readonly extable: { readonly insn: bigint; readonly fixup: bigint }[] = [];
+  /**
+   * A ptrace stop at the signal a user-mode trap raised: when set, SIGTRAP does not end the
+   * run; this runs with the task's saved pt_regs (a debugger's PTRACE_SETREGS, or a later
+   * sigreturn, may rewrite them) and the exit path then returns to user mode.
+   */
+  onUserSignal?: (regs: PtRegs) => void;
+
   /** `cpus` (default 1): CPUs sharing the machine; each starts with TSS.sp0 at the task stack's top. */
   constructor(bits: 32 | 64, cpus = 1) {
     this.L = layoutFor(bits);
@@ -95,6 +106,8 @@ export class Kernel {
   /** Ends the run with an oops or signal, as the kernel's die()/do_trap() would. */
   report(e: KernelEvent): void {
     this.events.push(e);
-    if (e.kind === "die" || e.kind === "sigtrap") this.m.cpu.requestStop("stopped", e.kind === "die" ? `die: ${e.what}` : "SIGTRAP");
+    if (e.kind === "die") this.m.cpu.requestStop("stopped", `die: ${e.what}`);
+    else if (e.kind === "sigtrap" && this.onUserSignal === undefined) this.m.cpu.requestStop("stopped", "SIGTRAP");
+    else if (e.kind === "signal") this.m.cpu.requestStop("stopped", `${e.signal}: ${e.what}`);
   }
 }

@@ -1,6 +1,6 @@
 import { UsageError } from "../errors.js";
 import type { Variant } from "./variant.js";
-import { MUTANTS_32, VARIANTS_32 } from "./variants-32.js";
+import { IRET_MUTANTS_32, MUTANTS_32, VARIANTS_32 } from "./variants-32.js";
 import { MUTANTS_64, VARIANTS_64 } from "./variants-64.js";
 import { MUTANTS_FRED, VARIANTS_FRED } from "./variants-fred.js";
 
@@ -8,11 +8,18 @@ import { MUTANTS_FRED, VARIANTS_FRED } from "./variants-fred.js";
 export const ALL_VARIANTS: readonly Variant[] = [...VARIANTS_64, ...VARIANTS_32, ...VARIANTS_FRED];
 /** Every built-in mutant (spec §7 bugs and the design mutants). */
 export const ALL_MUTANTS: readonly Variant[] = [...MUTANTS_64, ...MUTANTS_32, ...MUTANTS_FRED];
+/**
+ * Mutants of the exit path's IRET fix-up (spec §7.15, 40ad2199580e): invisible to the campaign
+ * (a kernel-mode int3's IRET never faults), killed by the bad-user-frame property
+ * (oracle/bad-iret.ts); `int3bed mutants` checks them in a section of their own.
+ */
+export const IRET_MUTANTS: readonly Variant[] = [...IRET_MUTANTS_32];
 
 /** Looks a variant or mutant up by name; a UsageError lists the names when there is none. */
 export function variantByName(name: string): Variant {
-  const v = [...ALL_VARIANTS, ...ALL_MUTANTS].find((x) => x.name === name);
-  if (v === undefined) throw new UsageError(`no variant '${name}'; known: ${[...ALL_VARIANTS, ...ALL_MUTANTS].map((x) => x.name).join(", ")}`);
+  const all = [...ALL_VARIANTS, ...ALL_MUTANTS, ...IRET_MUTANTS];
+  const v = all.find((x) => x.name === name);
+  if (v === undefined) throw new UsageError(`no variant '${name}'; known: ${all.map((x) => x.name).join(", ")}`);
   return v;
 }
 

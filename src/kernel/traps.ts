@@ -28,8 +28,10 @@ export function doInt3(k: Kernel, chain: Int3Chain, regs: PtRegs): void {
   if (chain.poke !== undefined && chain.poke(k, regs)) return;
   if (notifyDieInt3(k, regs)) return;
   const ip = regs.ip - BigInt(INT3_INSN_SIZE);
-  if (userMode(regs)) k.report({ kind: "sigtrap", ip });
-  else k.report({ kind: "die", what: "int3", ip });
+  if (userMode(regs)) {
+    k.report({ kind: "sigtrap", ip });
+    k.onUserSignal?.(regs); // the ptrace stop before the return to user mode
+  } else k.report({ kind: "die", what: "int3", ip });
 }
 
 /** Installs do_int3 as a host function (void do_int3(struct pt_regs *regs, long error_code)). */

@@ -3,6 +3,7 @@ import {
   assembleFtraceRegsCaller32, assembleInt3Entry32Move, assembleInt3Entry32Rfc, assembleInt3Entry32V52,
   assembleInt3Entry32V53, type Entry32V53Options,
 } from "./entry-32.js";
+import { assembleIretFixup32 } from "./entry-32-exceptions.js";
 import { ftraceInt3Handler32V52, ftraceLocation } from "./ftrace.js";
 import { Kernel } from "./kernel.js";
 import { PT_REGS_32, PtRegs } from "./pt-regs.js";
@@ -10,14 +11,17 @@ import { INT3_INSN_SIZE, int3EmulateCall, int3EmulateCallMove32 } from "./text-p
 import { doInt3, type Int3Chain, installDieGates, installDoInt3, notifyDieInt3 } from "./traps.js";
 import type { PatchKind, Variant } from "./variant.js";
 
-const DIE_VECTORS = [0, 6, 8, 10, 11, 12, 13, 14];
+/** Vectors that oops outright; #GP (13) goes through do_general_protection and the exception table. */
+const DIE_VECTORS = [0, 6, 8, 10, 11, 12, 14];
 /** Assembles an int3 entry stub at `at` that calls `handler`; returns the end address. */
 export type Entry32 = (k: Kernel, at: bigint, handler: bigint) => bigint;
 
 /**
  * Boots an i386 kernel from parts: the C handler (installed by `installHandler`, which
- * returns its address), the int3 entry stub (interrupt gate, DPL 3), ftrace_regs_caller and
- * oops gates. The building block for user variants too.
+ * returns its address), the int3 entry stub (interrupt gate, DPL 3), ftrace_regs_caller,
+ * the #GP path with the IRET fix-up (`_ASM_EXTABLE(.Lirq_return, iret_exc)`) when the stub
+ * names `restore_all` and `.Lirq_return` (else #GP oopses, as before), and oops gates. The
+ * building block for user variants too.
  */
 export function buildKernel32(entry: Entry32, installHandler: (k: Kernel) => bigint): Kernel {
   const k = new Kernel(32);
@@ -26,9 +30,11 @@ export function buildKernel32(entry: Entry32, installHandler: (k: Kernel) => big
     k.events.push({ kind: "traced", ip: call.arg(0), parentIp: call.arg(1) });
   });
   const next = entry(k, k.L.text, handler);
-  assembleFtraceRegsCaller32(k, (next + 0x3fn) & ~0x3fn, tracer);
+  const afterCaller = assembleFtraceRegsCaller32(k, (next + 0x3fn) & ~0x3fn, tracer);
+  const fixup = k.sym.has("restore_all") && k.sym.has(".Lirq_return");
+  if (fixup) assembleIretFixup32(k, (afterCaller + 0x3fn) & ~0x3fn);
   k.m.setGate(3, { handler: k.addr("int3"), dpl: 3, type: "interrupt" });
-  installDieGates(k, DIE_VECTORS);
+  installDieGates(k, fixup ? DIE_VECTORS : [...DIE_VECTORS, 13]);
   return k;
 }
 
@@ -151,5 +157,19 @@ export const MUTANTS_32: readonly Variant[] = [
     breaks: "§7.15 (81ff2c37f9e5): the from-kernel test misclassifies the kernel's own frames as user, so FIXUP_FRAME never completes them",
     summary: "no fix-up for kernel frames",
     boot: () => buildKernel32(v53Entry({ neverFixup: true }), (k) => installDoInt3(k, selftestChain)),
+  },
+];
+
+/**
+ * i386 mutants of the exit path that the campaign (kernel-mode int3s, whose IRET never
+ * faults) cannot see: killed by the bad-user-frame property (oracle/bad-iret.ts), not by
+ * `checkVariant`. Kept out of MUTANTS_32 for that reason.
+ */
+export const IRET_MUTANTS_32: readonly Variant[] = [
+  {
+    name: "x86_32/mutant/iret-extable-misses-iret", bits: 32, frame: "idt", sites: "notifier", emulates: ["call"], mutantOf: "x86_32/v5.3",
+    breaks: "§7.15 (40ad2199580e): `.Lirq_return` labels IRET_FRAME, not the IRET, so _ASM_EXTABLE(.Lirq_return, iret_exc) misses it — a faulting IRET to a bad user frame oopses instead of signalling the task",
+    summary: "3c88c692c287 as released in v5.3/v5.4",
+    boot: () => buildKernel32(v53Entry({ irqReturnBeforeIretFrame: true }), (k) => installDoInt3(k, selftestChain)),
   },
 ];
