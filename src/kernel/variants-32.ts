@@ -88,7 +88,7 @@ export const VARIANTS_32: readonly Variant[] = [
   },
   {
     name: "x86_32/v5.3", bits: 32, frame: "idt", sites: "notifier", emulates: ["call"],
-    summary: "FIXUP_FRAME completes kernel frames (24-byte gap), CS_FROM_KERNEL, IRET_FRAME rebuilt below regs->sp; the int3 self-test emulates a call",
+    summary: "v5.3 with its Nov 2019 fixes (82cb8a0b1d8d, 40ad2199580e; stable 5.3.14): FIXUP_FRAME completes kernel frames (24-byte gap), CS_FROM_KERNEL, IRET_FRAME rebuilt below regs->sp, `.Lirq_return` on the iret; the int3 self-test emulates a call",
     boot: () => buildKernel32(v53Entry(), (k) => installDoInt3(k, selftestChain)),
   },
   {
