@@ -30,7 +30,7 @@ function cell(r: IretMutantRun): string {
 /** The text section: one row per mutant, its breaks line and what the property found. */
 export function iretMatrixLines(runs: readonly IretMutantRun[], budget: number | undefined, ms: number): string[] {
   const lines = table([["exit-path mutant", BAD_IRET_PROPERTY], ...runs.map((r) => [r.variant.name, cell(r)])]);
-  const out = [`Exit-path mutants × the bad-user-frame property  (runs: ${budget ?? BAD_IRET_RUNS}; a user int3's saved cs/ss made bad before the return must end in SIGILL, never an oops)`, "", lines[0]];
+  const out = [`Exit-path mutants × the bad-user-frame property  (runs: ${budget ?? BAD_IRET_RUNS}; a user int3's saved cs/ss made bad before the return must end in a signal — SIGILL on i386, SIGSEGV on x86-64 — never an oops)`, "", lines[0]];
   runs.forEach((r, i) => {
     out.push(lines[i + 1], `    breaks: ${r.variant.breaks ?? "?"}`);
     const bad = r.report?.counterexample?.bad;

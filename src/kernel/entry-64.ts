@@ -1,5 +1,5 @@
 import { Code, Register as R } from "iced-x86";
-import { Assembler, mem, reg } from "../asm/index.js";
+import { Assembler, type Label, mem, reg } from "../asm/index.js";
 import { assembleFtraceRegsCaller } from "./ftrace-caller.js";
 import type { Kernel } from "./kernel.js";
 
@@ -13,6 +13,13 @@ export interface Entry64Options {
   readonly handler: bigint;
   /** Mutant: after restoring, skip the copy and IRETQ through the original hardware frame. */
   readonly exitFromOriginal?: boolean;
+  /**
+   * The exit's IRETQ: absent, the stub ends in its own `iretq`, named `native_irq_return_iret`
+   * (entry_64.S v5.3: every return, to user or kernel mode, ends in INTERRUPT_RETURN → `jmp
+   * native_iret` → that IRETQ); given, the stub ends in `jmp` to it (a second entry stub of the
+   * same kernel shares the one exit).
+   */
+  readonly iretAt?: bigint;
 }
 
 /**
@@ -20,7 +27,8 @@ export interface Entry64Options {
  * has_error_code=0 create_gap=1`): push orig_ax = -1; for kernel-mode traps copy the
  * orig_ax + hardware frame `gapWords` words down (`testb $3, CS-ORIG_RAX(%rsp); jnz 1f;
  * .rept 6; pushq 5*8(%rsp); .endr`), save registers into pt_regs, call the handler, restore
- * and IRETQ from the copy. Returns the entry address.
+ * and IRETQ from the copy. The IRETQ is `native_irq_return_iret` (see Entry64Options.iretAt):
+ * user-mode and kernel-mode int3s return through it. Returns the end address.
  */
 export function assembleInt3Entry64(k: Kernel, at: bigint, o: Entry64Options): bigint {
   const a = new Assembler(64);
@@ -39,10 +47,13 @@ export function assembleInt3Entry64(k: Kernel, at: bigint, o: Entry64Options): b
   for (const r of [...SAVE_ORDER].reverse()) a.ins(Code.Pop_r64, reg(r));
   a.ins(Code.Add_rm64_imm8, reg(R.RSP), 8);          // skip orig_ax
   if (o.exitFromOriginal && o.gapWords > 0) a.ins(Code.Add_rm64_imm8, reg(R.RSP), 8 * o.gapWords);
-  a.ins(Code.Iretq);
+  let iret: Label | undefined;
+  if (o.iretAt !== undefined) a.branch(Code.Jmp_rel32_64, o.iretAt);
+  else a.bind(iret = a.label("native_irq_return_iret")).ins(Code.Iretq);
   const out = a.assemble(at);
   k.m.load(at, out.bytes);
   k.sym.set("asm_int3", at);
+  if (iret !== undefined) k.sym.set(iret.name, out.addressOf(iret));
   return at + BigInt(out.bytes.length);
 }
 

@@ -15,8 +15,10 @@ export { doInt3, installDoInt3, installDieGates, notifyDieInt3, type Int3Chain }
 export { int3SelftestNotifier } from "./selftest.js";
 export { ALL_VARIANTS, ALL_MUTANTS, IRET_MUTANTS, variantByName } from "./registry.js";
 export { IRET_MUTANTS_32 } from "./variants-32.js";
+export { IRET_MUTANTS_64 } from "./variants-64.js";
 export { asmExtable, searchExceptionTables, fixupException, type ExceptionTableEntry } from "./extable.js";
 export { assembleIretFixup32, doGeneralProtection, doIretError } from "./entry-32-exceptions.js";
+export { assembleGeneralProtection64, fixupBadIret, syncRegs, type GeneralProtection64Options } from "./entry-64-exceptions.js";
 export { updateFtraceFunc, updateFtraceFuncSteps, updateFtraceFuncTextPoke, ftraceCallReplace, type FtraceUpdateStep } from "./ftrace-update.js";
 export { type PatchStep, type Patcher, runPatcher } from "./patch-step.js";
 export { textPoke, textPokeSync } from "./text-poke.js";

@@ -1,7 +1,7 @@
 import { UsageError } from "../errors.js";
 import type { Variant } from "./variant.js";
 import { IRET_MUTANTS_32, MUTANTS_32, VARIANTS_32 } from "./variants-32.js";
-import { MUTANTS_64, VARIANTS_64 } from "./variants-64.js";
+import { IRET_MUTANTS_64, MUTANTS_64, VARIANTS_64 } from "./variants-64.js";
 import { MUTANTS_FRED, VARIANTS_FRED } from "./variants-fred.js";
 
 /** Every built-in kernel model, in version order per architecture. */
@@ -9,11 +9,12 @@ export const ALL_VARIANTS: readonly Variant[] = [...VARIANTS_64, ...VARIANTS_32,
 /** Every built-in mutant (spec §7 bugs and the design mutants). */
 export const ALL_MUTANTS: readonly Variant[] = [...MUTANTS_64, ...MUTANTS_32, ...MUTANTS_FRED];
 /**
- * Mutants of the exit path's IRET fix-up (spec §7.15, 40ad2199580e): invisible to the campaign
- * (a kernel-mode int3's IRET never faults), killed by the bad-user-frame property
- * (oracle/bad-iret.ts); `int3bed mutants` checks them in a section of their own.
+ * Mutants of the exit path's IRET fix-up — i386's exception table (spec §7.15, 40ad2199580e),
+ * x86-64's error_entry/fixup_bad_iret: invisible to the campaign (a kernel-mode int3's IRET
+ * never faults), killed by the bad-user-frame property (oracle/bad-iret.ts); `int3bed
+ * mutants` checks them in a section of their own.
  */
-export const IRET_MUTANTS: readonly Variant[] = [...IRET_MUTANTS_32];
+export const IRET_MUTANTS: readonly Variant[] = [...IRET_MUTANTS_32, ...IRET_MUTANTS_64];
 
 /** Looks a variant or mutant up by name; a UsageError lists the names when there is none. */
 export function variantByName(name: string): Variant {

@@ -1,4 +1,5 @@
 import { assembleClobberThunk64, assembleFtraceRegsCaller64, assembleInt3Entry64 } from "./entry-64.js";
+import { assembleGeneralProtection64 } from "./entry-64-exceptions.js";
 import type { PtRegs } from "./pt-regs.js";
 import { pokeInt3HandlerEmulate, pokeInt3HandlerV52, type PokeFeatures } from "./alternative.js";
 import { ftraceInt3HandlerV51, ftraceInt3HandlerV52, type FtraceInt3Options } from "./ftrace.js";
@@ -6,8 +7,8 @@ import { Kernel } from "./kernel.js";
 import { type Int3Chain, installDieGates, installDoInt3 } from "./traps.js";
 import type { PatchKind, Variant } from "./variant.js";
 
-/** Exceptions other than #BP that a kernel model turns into an oops. */
-const DIE_VECTORS = [0, 6, 8, 10, 11, 12, 13, 14];
+/** Exceptions other than #BP that a kernel model turns into an oops; #GP (13) goes through general_protection and error_entry. */
+const DIE_VECTORS = [0, 6, 8, 10, 11, 12, 14];
 
 /** The parts an x86-64 IDT kernel model is built from. */
 export interface Parts64 {
@@ -17,11 +18,15 @@ export interface Parts64 {
   readonly xenPvEntry?: boolean;
   /** Mutant: the exit IRETQs through the original hardware frame, not the gap copy. */
   readonly exitFromOriginal?: boolean;
+  /** Mutant: the address error_entry takes for native_irq_return_iret, given the real one. */
+  readonly badIretRip?: (nativeIrqReturnIret: bigint) => bigint;
 }
 
 /**
  * Boots an x86-64 kernel from parts: do_int3 with the given handler chain, the int3 entry
- * stub with `gapWords` of gap (gate DPL 3, interrupt gate, no IST), ftrace_regs_caller, and
+ * stub with `gapWords` of gap (gate DPL 3, interrupt gate, no IST) whose IRETQ is
+ * `native_irq_return_iret`, ftrace_regs_caller, the #GP path (general_protection,
+ * error_entry with the bad-IRET fix-up through fixup_bad_iret; entry-64-exceptions.ts), and
  * oops gates for the other exceptions. The building block for user variants too.
  */
 export function buildKernel64(p: Parts64): Kernel {
@@ -36,12 +41,14 @@ export function buildKernel64(p: Parts64): Kernel {
   let int3 = k.addr("asm_int3");
   if (p.xenPvEntry) {
     const at = (next + 0x3fn) & ~0x3fn;
-    next = assembleInt3Entry64(k, at, { gapWords: 0, handler: doInt3 });
+    next = assembleInt3Entry64(k, at, { gapWords: 0, handler: doInt3, iretAt: k.addr("native_irq_return_iret") });
     k.sym.set("xen_asm_int3", at);
     int3 = at;
   }
   next = assembleFtraceRegsCaller64(k, (next + 0x3fn) & ~0x3fn, tracer);
-  assembleClobberThunk64(k, (next + 0x3fn) & ~0x3fn);
+  next = assembleClobberThunk64(k, (next + 0x3fn) & ~0x3fn);
+  const iret = k.addr("native_irq_return_iret");
+  assembleGeneralProtection64(k, (next + 0x3fn) & ~0x3fn, { badIretRip: p.badIretRip?.(iret) ?? iret });
   k.m.setGate(3, { handler: int3, dpl: 3, ist: 0, type: "interrupt" });
   installDieGates(k, DIE_VECTORS);
   return k;
@@ -163,5 +170,19 @@ export const MUTANTS_64: readonly Variant[] = [
     breaks: "int3_emulate_jcc combines SF^OF with ZF using && instead of || for JLE/JG",
     summary: "Jcc with && for ||",
     boot: () => buildKernel64({ gapWords: 6, chain: pokeChain({ ...POKE_V62, jccAnd: true }) }),
+  },
+];
+
+/**
+ * x86-64 mutants of the exit path that the campaign (kernel-mode int3s, whose IRETQ never
+ * faults) cannot see: killed by the bad-user-frame property (oracle/bad-iret.ts). Kept out of
+ * MUTANTS_64 for that reason.
+ */
+export const IRET_MUTANTS_64: readonly Variant[] = [
+  {
+    name: "x86_64/mutant/bad-iret-rip-unrecognised", bits: 64, frame: "idt", sites: "poke", emulates: BASIC, mutantOf: "x86_64/v5.6",
+    breaks: "error_entry compares the #GP's RIP with the instruction before native_irq_return_iret, not the IRETQ itself: a faulting IRETQ to a bad user frame is taken for a kernel #GP (no fixup_bad_iret) and oopses instead of signalling the task",
+    summary: "`.Lerror_kernelspace` misses the IRETQ by one instruction",
+    boot: () => buildKernel64({ gapWords: 6, chain: pokeChain(POKE_V56), badIretRip: (iret) => iret - 4n }),
   },
 ];
