@@ -1,7 +1,7 @@
 import type { Kernel, TextPokeLoc } from "./kernel.js";
 import { type PtRegs, userMode } from "./pt-regs.js";
 import {
-  CALL_INSN_OPCODE, INT3_INSN_OPCODE, INT3_INSN_SIZE, int3EmulateCall, int3EmulateJcc, int3EmulateJmp,
+  CALL_INSN_OPCODE, INT3_INSN_OPCODE, INT3_INSN_SIZE, int3EmulateCall, int3EmulateCallHalves, int3EmulateJcc, int3EmulateJmp,
   int3EmulateRet, JMP32_INSN_OPCODE, JMP8_INSN_OPCODE, RET_INSN_OPCODE,
 } from "./text-patching.js";
 
@@ -61,16 +61,36 @@ export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures)
  * disp 0 by text_poke_loc_init). False for an explicit INT3 ("do not consume").
  */
 export function pokeEmulateLoc(k: Kernel, regs: PtRegs, tp: TextPokeLoc, f: PokeFeatures): boolean {
-  const ip = tp.addr;
-  const next = ip + BigInt(tp.len);
   const op = tp.opcode;
   if (op === INT3_INSN_OPCODE) return false;  // someone poked an explicit INT3: not ours
+  const halves = tp.addrLo !== undefined && tp.addrHi !== undefined;
   if (op === RET_INSN_OPCODE && f.ret) int3EmulateRet(regs);
-  else if (op === CALL_INSN_OPCODE) int3EmulateCall(regs, next + tp.disp);
-  else if (op === JMP32_INSN_OPCODE || op === JMP8_INSN_OPCODE) int3EmulateJmp(regs, next + tp.disp);
-  else if (op >= 0x70 && op <= 0x7f && f.jcc) int3EmulateJcc(regs, op & 0xf, next, tp.disp, !f.jccAnd);
-  else k.report({ kind: "die", what: `BUG: poke_int3_handler cannot emulate opcode 0x${op.toString(16)}`, ip });
+  else if (op === CALL_INSN_OPCODE) {
+    if (halves) { destOf(tp); int3EmulateCallHalves(regs, destLo, destHi); }
+    else int3EmulateCall(regs, tp.addr + BigInt(tp.len) + tp.disp);
+  } else if (op === JMP32_INSN_OPCODE || op === JMP8_INSN_OPCODE) {
+    if (halves) { destOf(tp); regs.setHalves("ip", destLo, destHi); } // int3_emulate_jmp(regs, ip + len + disp)
+    else int3EmulateJmp(regs, tp.addr + BigInt(tp.len) + tp.disp);
+  } else if (op >= 0x70 && op <= 0x7f && f.jcc) int3EmulateJcc(regs, op & 0xf, tp.addr + BigInt(tp.len), tp.disp, !f.jccAnd);
+  else k.report({ kind: "die", what: `BUG: poke_int3_handler cannot emulate opcode 0x${op.toString(16)}`, ip: tp.addr });
   return true;
+}
+
+/** One 64-bit slot seen as int32 halves (little-endian), for the displacement. */
+const SLOT = new ArrayBuffer(8), SLOT64 = new BigInt64Array(SLOT), SLOT32 = new Int32Array(SLOT);
+let destLo = 0, destHi = 0;
+
+/**
+ * addr + len + disp as int32 halves in (destLo, destHi), from the site's halves (the value
+ * modulo 2^64, which is all a pt_regs field keeps; hi 0 on 32-bit, where the halves' hi is 0
+ * and setHalves ignores it).
+ */
+function destOf(tp: TextPokeLoc): void {
+  SLOT64[0] = tp.disp; // (a field read straight into the store: no BigInt phi, see ops-flow.ts nearTarget)
+  const dLo = SLOT32[0], dHi = SLOT32[1];
+  const lo = ((tp.addrLo as number) >>> 0) + tp.len + (dLo >>> 0);
+  destLo = lo | 0;
+  destHi = ((tp.addrHi as number) + dHi + Math.floor(lo / 4294967296)) | 0;
 }
 
 /** __inline_bsearch over the sorted vector (alternative.c v5.8+). */

@@ -40,6 +40,14 @@ export function int3EmulateCall(regs: PtRegs, func: bigint): void {
   int3EmulateJmp(regs, func);
 }
 
+/** int3_emulate_call with the target as int32 halves (hi ignored on 32-bit): the same push and `regs->ip = func`. */
+export function int3EmulateCallHalves(regs: PtRegs, funcLo: number, funcHi: number): void {
+  const ipLo = regs.lo32("ip"), ipHi = regs.rhi;
+  const s = (ipLo >>> 0) - INT3_INSN_SIZE + CALL_INSN_SIZE;
+  pushHalves(regs, s | 0, regs.word === 8 ? (ipHi + (s >= TWO32 ? 1 : 0)) | 0 : 0);
+  regs.setHalves("ip", funcLo, funcHi);
+}
+
 /** int3_emulate_ret — text-patching.h v5.10: jmp(pop()). */
 export function int3EmulateRet(regs: PtRegs): void {
   const lo = popHalves(regs);

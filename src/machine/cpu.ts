@@ -157,7 +157,7 @@ export class Cpu {
   spAdd(delta: number): void {
     const s = (this.lo[4] >>> 0) + delta;
     this.lo[4] = s | 0;
-    if (this.bits === 64) this.hi[4] = (this.hi[4] + Math.floor(s / 4294967296)) | 0;
+    if (this.bits === 64 && (s < 0 || s >= 4294967296)) this.hi[4] = (this.hi[4] + Math.floor(s / 4294967296)) | 0; // (the carry out of the low half)
   }
 
   /** #GP(0) unless (lo, hi) is a canonical branch target (64-bit mode). */

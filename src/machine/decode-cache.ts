@@ -2,7 +2,7 @@ import { Decoder, DecoderOptions, OpKind } from "iced-x86";
 import type { Cpu, DecodeFn } from "./cpu.js";
 import { testCondition } from "./flags.js";
 import type { HostEntry } from "./host.js";
-import type { Exec, Insn } from "./insn.js";
+import { type Exec, type Insn, PlacedInsn } from "./insn.js";
 import type { Page } from "./page.js";
 import { isCanonical } from "./u64.js";
 
@@ -43,7 +43,7 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
   const multi = new Uint8Array(256);
   let cached = 0;
   /** Mnemonic per relative-branch form (first byte, or 0x0f00 | second byte), learnt from the decoder. */
-  const forms = new Map<number, number>();
+  const forms = new Int32Array(0x1000).fill(-1);
   let hostPages = new Set<number>();
   let hostCount = -1, hostMin = 0, hostMax = -1;
 
@@ -63,13 +63,11 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
       if ((src[base + 1] & 0xf0) === 0x80) { form = 0x0f00 | src[base + 1]; len = 6; }
     }
     if (form >= 0) {
-      const mn = forms.get(form);
-      if (mn === undefined) return undefined;
+      const mn = forms[form];
+      if (mn < 0) return undefined;
       if (limit < len) return MORE;
       const disp = len === 2 ? (src[base + 1] << 24) >> 24 : src[base + len - 4] | (src[base + len - 3] << 8) | (src[base + len - 2] << 16) | (src[base + len - 1] << 24);
-      const bytes = new Uint8Array(len);
-      for (let i = 0; i < len; i++) bytes[i] = src[base + i];
-      return place(c, page, off, lo, hi, len, branchExec(form, c.bits, lo, hi, len, disp), mn, bytes);
+      return place(c, page, off, lo, hi, len, branchExec(form, c.bits, lo, hi, len, disp), mn, null, form, disp); // (bytes made when read)
     }
     const one = single[b0];
     if (one !== undefined) return place(c, page, off, lo, hi, 1, one.exec, one.mnemonic, one.bytes);
@@ -81,7 +79,12 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
       const e = list[i], eb = e.bytes;
       let k = 2;
       while (k < eb.length && k < limit && eb[k] === src[base + k]) k++;
-      if (k >= eb.length) return place(c, page, off, lo, hi, eb.length, e.exec, e.mnemonic, eb);
+      if (k >= eb.length) {
+        // to the front: the instructions laid again and again at fresh addresses (a callee)
+        // are found first next time (bytes that match in full are that instruction: order is free)
+        if (i > 0) { list[i] = list[0]; list[0] = e; }
+        return place(c, page, off, lo, hi, eb.length, e.exec, e.mnemonic, eb);
+      }
       if (k >= limit) more = true;
     }
     return more ? MORE : undefined;
@@ -125,7 +128,7 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
     const ib = ins.bytes;
     const form = ib[0] === 0xe8 || ib[0] === 0xe9 || ib[0] === 0xeb || (ib[0] & 0xf0) === 0x70 ? ib[0]
       : ib[0] === 0x0f && ib.length > 1 && (ib[1] & 0xf0) === 0x80 ? 0x0f00 | ib[1] : -1;
-    if (form >= 0 && !forms.has(form)) forms.set(form, ins.mnemonic);
+    if (form >= 0 && forms[form] < 0) forms[form] = ins.mnemonic;
     if (ib.length > 1 && ins.mnemonic > 0) multi[ib[0]] = 1; // (a valid instruction: its first byte alone is a proper prefix)
     if (two >= 0 && cached < MAX_CACHED && ib.length > 0 && ib[0] === b0 && (ib.length === 1 || ib[1] === d[off + 1]) &&
       (list === undefined || list.length < 32) && positionIndependent(c.bits, ib)) {
@@ -144,9 +147,10 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
  * that (Page.decodedAt; past TRACKED offsets it records "too many": drop the whole cache).
  */
 function track(page: Page, off: number, ins: Insn): Insn {
-  const at = (page.decodedAt ??= []);
-  if (at.length < TRACKED) at.push(off);
-  else if (at.length === TRACKED) at.push(-1);
+  const at = (page.decodedAt ??= new Int32Array(TRACKED + 1));
+  const n = page.decodedN;
+  if (n < TRACKED) { at[n] = off; page.decodedN = n + 1; }
+  else if (n === TRACKED) { at[n] = -1; page.decodedN = n + 1; }
   return ins;
 }
 
@@ -160,9 +164,9 @@ const WIN = new Uint8Array(16);
 const MAX_CACHED = 4096;
 
 /** Caches a compiled instruction at (lo, hi) in its page, as the decoder does. */
-function place(c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, exec: Exec, mnemonic: number, bytes: Uint8Array): Insn {
+function place(c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, exec: Exec, mnemonic: number, bytes: Uint8Array | null, form = 0, disp = 0): Insn {
   const s = (lo >>> 0) + len;
-  const insn: Insn = { exec, len, nLo: s | 0, nHi: c.bits === 64 ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, mnemonic, bytes };
+  const insn = new PlacedInsn(exec, len, s | 0, c.bits === 64 ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, mnemonic, bytes, form, disp);
   if (page.code === null) c.mem.codeAddedAt(lo, c.bits === 64 ? hi : 0);
   page.codeArray()[off] = insn;
   return track(page, off, insn);

@@ -2,7 +2,7 @@ import { Decoder, DecoderError, DecoderOptions, Formatter, FormatterSyntax, type
 import type { Cpu } from "./cpu.js";
 import { CpuFault, Vec } from "./events.js";
 import { HostCall, type HostEntry } from "./host.js";
-import type { Exec, Insn } from "./insn.js";
+import { type Exec, type Insn, PlacedInsn } from "./insn.js";
 import { compileData } from "./ops-data.js";
 import { compileFast } from "./ops-fast.js";
 import { compileFlow } from "./ops-flow.js";
@@ -120,7 +120,7 @@ function mkInsn(exec: Exec, len: number, lo: number, hi: number, bits: number, m
   const s = (lo >>> 0) + len;
   const nLo = s | 0;
   const nHi = bits === 64 ? (hi + (s >= 4294967296 ? 1 : 0)) | 0 : 0;
-  return { exec, len, nLo, nHi, mnemonic, bytes };
+  return new PlacedInsn(exec, len, nLo, nHi, mnemonic, bytes);
 }
 
 function decodeOne(bits: number, addr: bigint, bytes: Uint8Array): { tooShort: boolean; exec: Exec; len: number; mnemonic: number } {

@@ -1,7 +1,7 @@
 import type { Cpu } from "./cpu.js";
 import { CpuFault, type EventKind, hasErrorCode, idtError, selectorError, Vec } from "./events.js";
 import { F } from "./flags.js";
-import { descriptorOf } from "./tables.js";
+import { descriptorOf, type Gate } from "./tables.js";
 import { hiOf, loOf } from "./u64.js";
 
 /**
@@ -59,11 +59,20 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
     throw e;
   }
   c.setCs((g.selector & ~3) | newCpl);
-  c.ripLo = loOf(g.handler);
-  c.ripHi = c.bits === 64 ? hiOf(g.handler) : 0;
+  handlerOf(c, g);
   let f = c.flags & ~(F.TF | F.NT | F.RF | F.VM);
   if (g.type === "interrupt") f &= ~F.IF;
   c.flags = f;
+}
+
+/** The last gate delivered through and its handler's int32 halves (gates are immutable: converting once is enough). */
+let lastGate: Gate | null = null, lastLo = 0, lastHi = 0;
+
+/** Sets RIP to the gate's handler (hi 0 on 32-bit). */
+function handlerOf(c: Cpu, g: Gate): void {
+  if (g !== lastGate) { lastLo = loOf(g.handler); lastHi = hiOf(g.handler); lastGate = g; }
+  c.ripLo = lastLo;
+  c.ripHi = c.bits === 64 ? lastHi : 0;
 }
 
 /** 64-bit frame: align RSP down to 16, push SS, RSP, RFLAGS, CS, RIP [, error code]. */
@@ -78,24 +87,18 @@ function deliver64(c: Cpu, ist: number, oldCpl: number, newCpl: number, image: n
   } else {
     sLo = c.lo[4]; sHi = c.hi[4];
   }
-  const aLo = sLo & ~15;
+  // the frame's words at aligned - 8, - 16, …: (l, h) of aligned - off without a carry out of
+  // the low half unless aligned < off
+  const a = (sLo & ~15) >>> 0;
   const mem = c.mem;
-  const at = (off: number): [number, number] => {
-    const s = (aLo >>> 0) - off;
-    return [s | 0, s < 0 ? (sHi - 1) | 0 : sHi];
-  };
-  let [l, h] = at(8); mem.write64(l, h, c.ss, 0, true);
-  [l, h] = at(16); mem.write64(l, h, c.lo[4], c.hi[4], true);
-  [l, h] = at(24); mem.write64(l, h, image, 0, true);
-  [l, h] = at(32); mem.write64(l, h, c.cs, 0, true);
-  [l, h] = at(40); mem.write64(l, h, ripLo, ripHi, true);
-  let top = 40;
-  if (ec !== undefined) {
-    [l, h] = at(48); mem.write64(l, h, ec, 0, true);
-    top = 48;
-  }
-  [l, h] = at(top);
-  c.lo[4] = l; c.hi[4] = h;
+  let s = a - 8;
+  mem.write64(s | 0, s < 0 ? (sHi - 1) | 0 : sHi, c.ss, 0, true);
+  s = a - 16; mem.write64(s | 0, s < 0 ? (sHi - 1) | 0 : sHi, c.lo[4], c.hi[4], true);
+  s = a - 24; mem.write64(s | 0, s < 0 ? (sHi - 1) | 0 : sHi, image, 0, true);
+  s = a - 32; mem.write64(s | 0, s < 0 ? (sHi - 1) | 0 : sHi, c.cs, 0, true);
+  s = a - 40; mem.write64(s | 0, s < 0 ? (sHi - 1) | 0 : sHi, ripLo, ripHi, true);
+  if (ec !== undefined) { s = a - 48; mem.write64(s | 0, s < 0 ? (sHi - 1) | 0 : sHi, ec, 0, true); }
+  c.lo[4] = s | 0; c.hi[4] = s < 0 ? (sHi - 1) | 0 : sHi;
   if (newCpl !== oldCpl) c.ss = newCpl; // NULL selector with RPL = new CPL
 }
 

@@ -16,3 +16,32 @@ export interface Insn {
   /** The instruction's bytes as decoded. */
   readonly bytes: Uint8Array;
 }
+
+/**
+ * The Insn the decoders place in pages (one class: the run loop's loads stay monomorphic).
+ * A relative branch built from its displacement (decode-cache.ts) makes its bytes only when
+ * they are read (hooks, listings): `form` is its first byte, or 0x0f00 | the second.
+ */
+export class PlacedInsn implements Insn {
+  private b: Uint8Array | null;
+  constructor(
+    readonly exec: Exec, readonly len: number, readonly nLo: number, readonly nHi: number, readonly mnemonic: number,
+    bytes: Uint8Array | null, private readonly form = 0, private readonly disp = 0,
+  ) {
+    this.b = bytes;
+  }
+
+  get bytes(): Uint8Array {
+    let b = this.b;
+    if (b === null) {
+      b = new Uint8Array(this.len);
+      const d = this.disp;
+      let k = 0;
+      if (this.form > 0xff) { b[k++] = 0x0f; b[k++] = this.form & 0xff; } else b[k++] = this.form;
+      if (this.len - k === 1) b[k] = d & 0xff;
+      else { b[k] = d & 0xff; b[k + 1] = (d >>> 8) & 0xff; b[k + 2] = (d >>> 16) & 0xff; b[k + 3] = (d >>> 24) & 0xff; }
+      this.b = b;
+    }
+    return b;
+  }
+}

@@ -24,11 +24,16 @@ export class Journal {
   sizes = new Int32Array(256);
   /** Per entry: where its old bytes start in `old` (entries of more than 8 bytes). */
   at = new Int32Array(256);
-  /** Per entry of at most 8 bytes: the old bytes as little-endian int32 halves. */
+  /**
+   * Per entry of at most 8 bytes: the old bytes as little-endian int32 halves. Longer entries
+   * say in `vhi` where their old bytes are: 0 in `old` from `at`, 1 nowhere (they were zeros,
+   * recordZero), 2 in `old` from `at` as a run's 8-byte chunks in write order (extend).
+   */
   vlo = new Int32Array(256);
   vhi = new Int32Array(256);
   /** The old bytes of entries longer than 8 bytes, entry after entry. */
   old = new Uint8Array(16384);
+  private oldDv = new DataView(this.old.buffer);
   /** Bytes used in `old`. */
   nb = 0;
   /**
@@ -36,17 +41,38 @@ export class Journal {
    * made pages copy-on-write, a mapping changed): undo those by page key.
    */
   slowBelow = 0;
+  /** Indices of the mapping-change entries, ascending (the first `nMaps`). */
+  mapAt = new Int32Array(16);
+  nMaps = 0;
   /** The memory was restored from a snapshot: the entries no longer describe it. */
   broken = false;
   /** More entries than this break the journal (a long program run while attached). */
   limit = 1 << 18;
 
-  /** The current position, to roll back to later. */
-  mark(): number { return this.n; }
+  /**
+   * The last entry when an 8-byte write just below it may extend it (see `record`): its
+   * page, key and lowest offset, and whether it is a run already; null when it may not
+   * (another kind of entry came after it, or a mark, a truncation, a page change).
+   */
+  private tailPage: Page | null = null;
+  private tailKey = 0;
+  private tailOff = 0;
+  private tailRun = false;
+  /** `old.length`, kept as a number. */
+  private oldCap = 16384;
 
-  /** Records the `size` bytes at `off` of `p` (page `key`) before they are overwritten. */
+  /** The current position, to roll back to later (take marks here: writes after it stay after it). */
+  mark(): number { this.tailPage = null; return this.n; }
+
+  /**
+   * Records the `size` bytes at `off` of `p` (page `key`) before they are overwritten.
+   * An 8-byte write just below the last entry's 8-byte write(s) on the same page — a stack
+   * growing down: a push, a frame — extends that entry (a "run", see `vhi`) instead of
+   * adding one, unless a mark lies between them.
+   */
   record(p: Page, key: number, off: number, size: number): void {
     if (this.broken) return;
+    if (size === 8 && p === this.tailPage && off + 8 === this.tailOff && key === this.tailKey) { this.extend(p, off); return; }
     const i = this.n;
     if (i === this.keys.length) this.grow();
     this.pages[i] = p;
@@ -55,23 +81,97 @@ export class Journal {
     this.sizes[i] = size;
     const b = this.nb;
     this.at[i] = b;
-    if (size === 8) { const dv = p.dv; this.vlo[i] = dv.getInt32(off, true); this.vhi[i] = dv.getInt32(off + 4, true); }
-    else if (size === 4) this.vlo[i] = p.dv.getInt32(off, true);
-    else if (size === 1) this.vlo[i] = p.data[off];
-    else if (size === 2) this.vlo[i] = p.dv.getUint16(off, true);
-    else if (size < 8) { let v = 0; for (let k = size - 1; k >= 0; k--) v = (v << 8) | p.data[off + k]; this.vlo[i] = v; }
-    else {
-      if (b + size > this.old.length) this.growBytes(b + size);
-      this.old.set(p.data.subarray(off, off + size), b);
-      this.nb = b + size;
+    if (size === 8) {
+      const dv = p.dv; this.vlo[i] = dv.getInt32(off, true); this.vhi[i] = dv.getInt32(off + 4, true);
+      // (not below slowBelow: it is i itself, so the page object is current)
+      this.tailPage = p; this.tailKey = key; this.tailOff = off; this.tailRun = false;
+    } else {
+      this.tailPage = null;
+      if (size === 4) this.vlo[i] = p.dv.getInt32(off, true);
+      else if (size === 1) this.vlo[i] = p.data[off];
+      else if (size === 2) this.vlo[i] = p.dv.getUint16(off, true);
+      else if (size < 8) {
+        // bytes 0–3 in vlo, 4–6 in vhi (as oldByte reads them)
+        const d = p.data;
+        let v = 0, w = 0;
+        for (let k = Math.min(size, 4) - 1; k >= 0; k--) v = (v << 8) | d[off + k];
+        for (let k = size - 1; k >= 4; k--) w = (w << 8) | d[off + k];
+        this.vlo[i] = v; this.vhi[i] = w;
+      }
+      else {
+        this.vhi[i] = 0; // (1: the old bytes were zeros and are not kept, see recordZero; 2: a run, see extend)
+        if (b + size > this.oldCap) this.growBytes(b + size);
+        const o = this.old, d = p.data;
+        if (size <= 64) for (let k = 0; k < size; k++) o[b + k] = d[off + k]; // (cheaper than a subarray view)
+        else o.set(d.subarray(off, off + size), b);
+        this.nb = b + size;
+      }
     }
+    this.n = i + 1;
+    if (i >= this.limit) this.broken = true;
+  }
+
+  /**
+   * Extends the last entry (the tail: an 8-byte entry or a run, starting at off + 8) down to
+   * `off`. A run keeps its old bytes in `old` as 8-byte chunks in write order (chunk c covers
+   * the page bytes [top - 8c, top - 8c + 8), top = off + size - 8), ending at `nb`.
+   */
+  private extend(p: Page, off: number): void {
+    const q = this.n - 1, b = this.nb;
+    if (b + 16 > this.oldCap) this.growBytes(b + 16);
+    const o = this.oldDv;
+    let c = b;
+    if (!this.tailRun) {
+      o.setInt32(b, this.vlo[q], true); o.setInt32(b + 4, this.vhi[q], true); // chunk 0: the entry's own old bytes (at[q] is b)
+      this.vhi[q] = 2;
+      this.tailRun = true;
+      c = b + 8;
+    }
+    const dv = p.dv;
+    o.setInt32(c, dv.getInt32(off, true), true); o.setInt32(c + 4, dv.getInt32(off + 4, true), true);
+    this.offs[q] = off;
+    this.sizes[q] += 8;
+    this.nb = c + 8;
+    this.tailOff = off;
+  }
+
+  /** Puts a run's old bytes (entry i, vhi 2) back into the page's `dv`. */
+  undoRun(i: number, dv: DataView): void {
+    const o = this.oldDv, a = this.at[i], off = this.offs[i];
+    for (let c = 0, t = off + this.sizes[i] - 8; t >= off; c += 8, t -= 8) {
+      dv.setInt32(t, o.getInt32(a + c, true), true);
+      dv.setInt32(t + 4, o.getInt32(a + c + 4, true), true);
+    }
+  }
+
+  /**
+   * `record` for `size` bytes the caller knows are all zero: the old bytes are not copied
+   * (undo writes zeros). Only for what is known, not checked here.
+   */
+  recordZero(p: Page, key: number, off: number, size: number): void {
+    if (size <= 8 || this.broken) { this.record(p, key, off, size); return; }
+    const i = this.n;
+    if (i === this.keys.length) this.grow();
+    this.pages[i] = p;
+    this.keys[i] = key;
+    this.offs[i] = off;
+    this.sizes[i] = size;
+    this.at[i] = this.nb;
+    this.vhi[i] = 1;
+    this.tailPage = null;
     this.n = i + 1;
     if (i >= this.limit) this.broken = true;
   }
 
   /** Byte k of entry i's old contents. */
   oldByte(i: number, k: number): number {
-    if (this.sizes[i] > 8) return this.old[this.at[i] + k];
+    const size = this.sizes[i];
+    if (size > 8) {
+      const f = this.vhi[i];
+      if (f === 0) return this.old[this.at[i] + k];
+      if (f === 1) return 0;
+      return this.old[this.at[i] + size - 8 - (k & ~7) + (k & 7)]; // a run: byte k is in chunk (size - 8 - (k & ~7)) / 8
+    }
     return k < 4 ? (this.vlo[i] >>> (8 * k)) & 0xff : (this.vhi[i] >>> (8 * (k - 4))) & 0xff;
   }
 
@@ -85,18 +185,40 @@ export class Journal {
     this.offs[i] = 0;
     this.sizes[i] = 0;
     this.at[i] = this.nb;
+    this.tailPage = null;
+    if (this.nMaps === this.mapAt.length) { const a = new Int32Array(2 * this.nMaps); a.set(this.mapAt); this.mapAt = a; }
+    this.mapAt[this.nMaps++] = i;
     this.n = i + 1;
+  }
+
+  /** Whether an entry in [from, to) is a mapping change. */
+  mapsIn(from: number, to: number): boolean {
+    const a = this.mapAt;
+    for (let q = this.nMaps - 1; q >= 0 && a[q] >= from; q--) if (a[q] < to) return true;
+    return false;
+  }
+
+  /** Drops the entries from `mark` on (after they were undone). */
+  truncate(mark: number): void {
+    if (mark >= this.n) return;
+    this.tailPage = null;
+    this.nb = this.at[mark];
+    this.n = mark;
+    while (this.nMaps > 0 && this.mapAt[this.nMaps - 1] >= mark) this.nMaps--;
   }
 
   /** Page objects recorded so far may be replaced from now on (a snapshot or a remap). */
   pagesMayChange(): void {
     this.slowBelow = this.n; // every entry recorded so far may name a replaced object
+    this.tailPage = null;
   }
 
   /** Forgets every entry (the memory is taken as it is now). */
   clear(): void {
     this.n = 0;
     this.nb = 0;
+    this.nMaps = 0;
+    this.tailPage = null;
     this.slowBelow = 0;
     this.broken = false;
     this.pages.length = 0;
@@ -115,6 +237,6 @@ export class Journal {
   private growBytes(need: number): void {
     let n = this.old.length * 2;
     while (n < need) n *= 2;
-    const o = new Uint8Array(n); o.set(this.old); this.old = o;
+    const o = new Uint8Array(n); o.set(this.old); this.old = o; this.oldDv = new DataView(o.buffer); this.oldCap = n;
   }
 }

@@ -5,6 +5,15 @@ import { freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
 import { isCanonical, pageKey, toBig } from "./u64.js";
 
 const TLB = 64;
+
+/**
+ * The TLB slot of a page, from the low 20 bits of its number `p`: bits 0–5 folded with 6–11
+ * and 12–17, so pages 1 MiB apart (the kernel's text and host pages, its stacks and the
+ * callee's COOKIE page) do not evict each other on every switch.
+ */
+function tlbSlot(p: number): number {
+  return (p ^ (p >>> 6) ^ (p >>> 12)) & (TLB - 1);
+}
 const TWO32 = 4294967296;
 
 /** A write seen by the write watch: address, size in bytes, and the bytes written. */
@@ -145,7 +154,7 @@ export class Memory {
   /** The page for a fetch/read at the current privilege, or a thrown #PF/#GP. */
   readPage(lo: number, hi: number, fetch: boolean, stack: boolean): Page {
     const key = (hi >>> 0) * 1048576 + (lo >>> 12);
-    const i = (lo >>> 12) & (TLB - 1);
+    const i = tlbSlot(lo >>> 12);
     if (fetch) { if (this.xKey[i] === key) return this.xPage[i] as Page; }
     else if (this.rKey[i] === key) return this.rPage[i] as Page;
     if (!isCanonical(lo, hi)) throw new CpuFault(stack ? Vec.SS : Vec.GP, 0, undefined, `non-canonical address ${hexAddr(lo, hi)}`);
@@ -168,7 +177,7 @@ export class Memory {
   /** The page for a write, copied first if shared with a snapshot. */
   writePage(lo: number, hi: number, stack: boolean): Page {
     const key = (hi >>> 0) * 1048576 + (lo >>> 12);
-    const i = (lo >>> 12) & (TLB - 1);
+    const i = tlbSlot(lo >>> 12);
     if (this.wKey[i] === key) return this.wPage[i] as Page;
     if (!isCanonical(lo, hi)) throw new CpuFault(stack ? Vec.SS : Vec.GP, 0, undefined, `non-canonical address ${hexAddr(lo, hi)}`);
     let p = this.pages.get(key);
@@ -430,9 +439,57 @@ export class Memory {
     if (copied) this.flush();
   }
 
+  /**
+   * `loadAt` of `len` bytes repeating `pattern` (byte i is pattern[i % pattern.length]),
+   * written in place: the same checks, journal entries, invalidation and TLB handling.
+   * `oldZero`: the caller knows the bytes there are all zero now (the journal then keeps
+   * no copy of them: see Journal.recordZero).
+   */
+  fillAt(lo: number, hi: number, len: number, pattern: Uint8Array, oldZero = false): void {
+    if (this.beforeLoad !== null && len > 0) this.beforeLoad(toBig(lo, hi), len);
+    const plen = pattern.length;
+    if (plen === 0) throw new UsageError("fill: empty pattern");
+    let k = 0, copied = false;
+    while (k < len) {
+      const a = (lo >>> 0) + k;
+      const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
+      const key = pageKey(l, h);
+      let p = this.pages.get(key);
+      if (!p) throw new UsageError(`load: 0x${toBig(l, h).toString(16)} is not mapped`);
+      if (p.epoch !== this.epoch) {
+        p = p.copyFor(this.epoch);
+        this.pages.set(key, p);
+        copied = true;
+      }
+      const off = l & 4095;
+      const n = Math.min(len - k, 4096 - off);
+      if (this.journal !== null) {
+        if (oldZero) this.journal.recordZero(p, key, off, n);
+        else this.journal.record(p, key, off, n);
+      }
+      // one period (from the pattern's phase at k), then doubling copies of whole periods
+      const d = p.data;
+      let w = Math.min(plen, n), ph = k % plen;
+      for (let i = 0; i < w; i++) { d[off + i] = pattern[ph]; if (++ph === plen) ph = 0; }
+      while (w < n) {
+        const c = Math.min(w, n - w);
+        d.copyWithin(off + w, off, off + c);
+        w += c;
+      }
+      if (n <= 64) { if (p.code !== null || p.crossIn) this.invalidate(p, l, h, off, n); }
+      else {
+        if (p.code) this.dropCode(key);
+        if (off < 15) this.dropCode(key - 1);
+      }
+      k += n;
+    }
+    this.gen++;
+    if (copied) this.flush();
+  }
+
   /** Called when code is decoded into the page at (lo, hi): only its write-TLB slot must go. */
   codeAddedAt(lo: number, hi: number): void {
-    const i = (lo >>> 12) & (TLB - 1);
+    const i = tlbSlot(lo >>> 12);
     if (this.wKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) this.wKey[i] = -1;
   }
 
@@ -452,8 +509,12 @@ export class Memory {
     // Pages mapped fresh after `mark` go back to the spare list below, their decode caches
     // emptied there (recycle): writes to them need no invalidation on the way.
     let nFresh = 0;
-    for (let i = Math.max(mark, j.slowBelow); i < j.n && nFresh < FRESH.length; i++) {
-      if (sizes[i] === 0 && j.pages[i] === undefined) {
+    const maps = j.mapAt, from = Math.max(mark, j.slowBelow);
+    let q = j.nMaps;
+    while (q > 0 && maps[q - 1] >= from) q--;
+    for (; q < j.nMaps && nFresh < FRESH.length; q++) {
+      const i = maps[q];
+      if (j.pages[i] === undefined) {
         const cur = this.pages.get(keys[i]);
         if (cur !== undefined && cur.epoch === this.epoch) FRESH[nFresh++] = cur;
       }
@@ -485,7 +546,10 @@ export class Memory {
       if (size === 8) { const dv = p.dv; dv.setInt32(off, j.vlo[i], true); dv.setInt32(off + 4, j.vhi[i], true); }
       else if (size === 4) p.dv.setInt32(off, j.vlo[i], true);
       else if (size === 1) p.data[off] = j.vlo[i];
-      else if (size <= 8) { const d = p.data, v = j.vlo[i]; for (let k = 0; k < size; k++) d[off + k] = (v >>> (8 * k)) & 0xff; }
+      else if (size <= 8) { const d = p.data, v = j.vlo[i], w = j.vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
+      else if (j.vhi[i] === 1) p.data.fill(0, off, off + size); // (recordZero)
+      else if (j.vhi[i] === 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
+      else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
       if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= j.slowBelow && isFresh(p, nFresh))) {
         const hi = Math.floor(key / 1048576) | 0, lo = (((key % 1048576) << 12) | off) | 0;
@@ -493,17 +557,14 @@ export class Memory {
       }
     }
     for (let k = 0; k < nFresh; k++) FRESH[k] = null;
-    if (mark < j.n) {
-      j.nb = at[mark];
-      j.n = mark;
-    }
+    j.truncate(mark);
     if (j.slowBelow > mark) j.slowBelow = mark;
     if (remapped) this.gen++; // (the translations of the remapped pages went with dropSlots)
   }
 
   /** Forgets the cached translations of page `key` (its slot in each TLB, when it holds it). */
   private dropSlots(key: number): void {
-    const i = key % TLB;
+    const i = tlbSlot(key % 1048576);
     if (this.rKey[i] === key) { this.rKey[i] = -1; this.rPage[i] = null; }
     if (this.wKey[i] === key) { this.wKey[i] = -1; this.wPage[i] = null; }
     if (this.xKey[i] === key) { this.xKey[i] = -1; this.xPage[i] = null; }
@@ -511,13 +572,13 @@ export class Memory {
 
   /** Keeps a zeroed page for reuse, with its decode cache emptied (its array kept when the offsets are known). */
   private recycle(p: Page): void {
-    const code = p.code, at = p.decodedAt;
-    if (code !== null && at !== null && at.length <= 255) {
-      for (let i = 0; i < at.length; i++) code[at[i]] = undefined;
+    const code = p.code, at = p.decodedAt, n = p.decodedN;
+    if (code !== null && at !== null && n <= 255) {
+      for (let i = 0; i < n; i++) code[at[i]] = undefined;
       p.spareCode = code; // empty now: kept for the next decode here, while writes skip invalidation
     }
     p.code = null;
-    if (at !== null) at.length = 0;
+    p.decodedN = 0;
     p.crossIn = false;
     if (this.spare.length < 64) this.spare.push(p);
   }

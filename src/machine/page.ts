@@ -22,7 +22,9 @@ export class Page {
    * Offsets where `code` got entries (decode-cache.ts records them; a final -1 means more
    * than it keeps), so a page recycled by Memory.rollback can keep its code array.
    */
-  decodedAt: number[] | null = null;
+  decodedAt: Int32Array | null = null;
+  /** Entries used in `decodedAt`. */
+  decodedN = 0;
   /**
    * An emptied decode-cache array kept by a recycled page (Memory.rollback): `code` is null
    * (writes take the fast path), and the next decode here takes this instead of a new array.
@@ -56,8 +58,10 @@ export class Page {
     p.code = this.code;
     p.crossIn = this.crossIn;
     p.decodedAt = this.decodedAt;
+    p.decodedN = this.decodedN;
     this.code = null;
     this.decodedAt = null;
+    this.decodedN = 0;
     return p;
   }
 }

@@ -52,21 +52,6 @@ export function realBytes(k: EmuCase, target: bigint): number[] {
   }
 }
 
-/** realBytes from the low halves of the site and the target (rel32/rel8 are their difference mod 2^32), then HLT. */
-function realBytesHlt(kind: PatchKind, cc: number, siteLo: number, targetLo: number): number[] {
-  const r = (targetLo - siteLo - INSN_LENGTH[kind]) | 0;
-  switch (kind) {
-    case "call": return [0xe8, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4];
-    case "jmp32": return [0xe9, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4];
-    case "jmp8": return [0xeb, r & 0xff, 0xf4];
-    case "nop2": return [0x66, 0x90, 0xf4];
-    case "nop5": return [0x0f, 0x1f, 0x44, 0x00, 0x00, 0xf4];
-    case "ret": return [0xc3, 0xf4];
-    case "jcc8": return [0x70 | cc, r & 0xff, 0xf4];
-    case "jcc32": return [0x0f, 0x80 | cc, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4];
-  }
-}
-
 const INSN_LENGTH: Record<PatchKind, number> = { call: 5, jmp32: 5, jmp8: 2, nop2: 2, nop5: 5, ret: 1, jcc8: 2, jcc32: 6 };
 export const insnLength = (kind: PatchKind): number => INSN_LENGTH[kind];
 
@@ -171,6 +156,7 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   const m = k.m, mem = m.mem, cpu = m.cpu;
   const L = k.L;
   const wide = m.bits === 64;
+  const e = engineOf(b);
   resetKernel(k);
   const fentry = variant.sites === "ftrace" && c.trampoline !== true;
   const target = fentry ? k.addr("ftrace_regs_caller") : c.target;
@@ -185,7 +171,7 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   const sKey = pageKey(sLo, sHi);
   mem.mapPage(sKey, Perm.R | Perm.X);
   if ((sLo & 4095) + len + 1 > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
-  if (!engineOf(b).cookieMapped) mem.mapPage(COOKIE_PAGE[m.bits], Perm.R | Perm.W);
+  if (!e.cookieMapped) mem.mapPage(COOKIE_PAGE[m.bits], Perm.R | Perm.W);
   if (!fentry) {
     const tKey = pageKey(tLo, tHi);
     const code = c.kind === "call" ? CALLEE[m.bits] : HLT;
@@ -193,26 +179,31 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
     if ((tLo & 4095) + code.length > 4096) mem.mapPage(tKey + 1, Perm.R | Perm.X);
     mem.loadAt(tLo, tHi, code);
   }
-  mem.loadAt(sLo, sHi, realBytesHlt(c.kind, c.cc, sLo, tLo));
-  const stackBase = c.stack === "task" ? L.stack : L.irqStack;
-  const bLo = c.stack === "task" ? STACK_LO[m.bits] : IRQ_LO[m.bits], bHi = c.stack === "task" ? STACK_HI[m.bits] : IRQ_HI[m.bits];
+  mem.loadAt(sLo, sHi, SITE_BYTES, realBytesHltInto(SITE_BYTES, c.kind, c.cc, sLo, tLo));
+  const task = c.stack === "task";
+  const stackBase = task ? L.stack : L.irqStack;
+  const bLo = task ? STACK_LO[m.bits] : IRQ_LO[m.bits], bHi = task ? STACK_HI[m.bits] : IRQ_HI[m.bits];
   // Random contents in a window around the interrupted SP (frames, gap, callee, and what a
   // RET pops); the rest of the stack keeps the pristine zeros. Cheaper than the whole stack.
   const lo = Math.max(0, c.spOffset - 1024), hi = Math.min(L.threadSize, c.spOffset + 256);
-  const wLo = (bLo >>> 0) + lo;
-  mem.loadAt(wLo | 0, (bHi + (wLo >= TWO32 ? 1 : 0)) | 0, fillPatternInto(engineOf(b).scratchOf(hi - lo), hi - lo, c.stackBytes));
+  const wLo = (bLo >>> 0) + lo, wl = wLo | 0, wh = (bHi + (wLo >= TWO32 ? 1 : 0)) | 0;
+  const wEnd = wLo + (hi - lo) - 1, k0 = pageKey(wl, wh), k1 = pageKey(wEnd | 0, (bHi + (wEnd >= TWO32 ? 1 : 0)) | 0);
+  // the window's old bytes are the pristine zeros right after a reset: the journal keeps no copy
+  mem.fillAt(wl, wh, hi - lo, c.stackBytes, hi > lo && e.pristineZero(k0, k1));
   // registers through a 64-bit typed-array slot: the halves without BigInt arithmetic
-  const n = Math.min(wide ? 16 : 8, c.regs.length);
+  const regs = c.regs;
+  const n = Math.min(wide ? 16 : 8, regs.length);
+  const clo = cpu.lo, chi = cpu.hi;
   for (let i = 0; i < n; i++) {
     if (i === 4) continue;
-    SLOT64[0] = c.regs[i];
-    cpu.lo[i] = SLOT32[0];
-    cpu.hi[i] = wide ? SLOT32[1] : 0;
+    SLOT64[0] = regs[i];
+    clo[i] = SLOT32[0];
+    chi[i] = wide ? SLOT32[1] : 0;
   }
   const spA = (bLo >>> 0) + c.spOffset;
   const spLo = spA | 0, spHi = wide ? (bHi + (spA >= TWO32 ? 1 : 0)) | 0 : 0;
-  cpu.lo[4] = spLo;
-  cpu.hi[4] = spHi;
+  clo[4] = spLo;
+  chi[4] = spHi;
   if (c.kind === "ret") {
     if (wide) mem.write64(spLo, spHi, tLo, tHi);
     else mem.write32(spLo, 0, tLo);
@@ -220,13 +211,44 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   cpu.ripLo = sLo;
   cpu.ripHi = sHi;
   cpu.flags = 0x2 | (c.flags & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF)) | (c.ifOn ? F.IF : 0);
-  return { target, len, stackBase, sp: stackBase + BigInt(c.spOffset), siteLo: sLo, siteHi: sHi };
+  return new Layout(target, len, stackBase, c.spOffset, sLo, sHi, tLo, tHi);
+}
+
+/** A CaseLayout with the target's int32 halves too; `sp` is made when read. */
+class Layout implements CaseLayout {
+  constructor(
+    readonly target: bigint, readonly len: number, readonly stackBase: bigint, private readonly spOffset: number,
+    readonly siteLo: number, readonly siteHi: number, readonly targetLo: number, readonly targetHi: number,
+  ) {}
+  get sp(): bigint { return this.stackBase + BigInt(this.spOffset); }
+}
+
+/** The bytes laid at the site (reused: loadAt copies them). */
+const SITE_BYTES: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
+
+/** realBytesHlt written into `out`; returns the count. */
+function realBytesHltInto(out: number[], kind: PatchKind, cc: number, siteLo: number, targetLo: number): number {
+  const r = (targetLo - siteLo - INSN_LENGTH[kind]) | 0;
+  const put = (a: number, b: number, c: number, d: number, e: number, f: number, g: number): number => {
+    out[0] = a; out[1] = b; out[2] = c; out[3] = d; out[4] = e; out[5] = f; out[6] = g;
+    return 0;
+  };
+  switch (kind) {
+    case "call": put(0xe8, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4, 0); return 6;
+    case "jmp32": put(0xe9, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4, 0); return 6;
+    case "jmp8": put(0xeb, r & 0xff, 0xf4, 0, 0, 0, 0); return 3;
+    case "nop2": put(0x66, 0x90, 0xf4, 0, 0, 0, 0); return 3;
+    case "nop5": put(0x0f, 0x1f, 0x44, 0x00, 0x00, 0xf4, 0); return 6;
+    case "ret": put(0xc3, 0xf4, 0, 0, 0, 0, 0); return 2;
+    case "jcc8": put(0x70 | cc, r & 0xff, 0xf4, 0, 0, 0, 0); return 3;
+    case "jcc32": put(0x0f, 0x80 | cc, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4); return 7;
+  }
 }
 
 const TWO32 = 4294967296;
 const TWO32N = 1n << 32n, TWO64 = 1n << 64n;
 /** One 64-bit slot seen as int32 halves (little-endian, as x86 and every Node platform here). */
-const SLOT = new ArrayBuffer(8), SLOT64 = new BigUint64Array(SLOT), SLOT32 = new Int32Array(SLOT);
+const SLOT = new ArrayBuffer(8), SLOT64 = new BigUint64Array(SLOT), SLOT32 = new Int32Array(SLOT), SLOT64S = new BigInt64Array(SLOT);
 const COOKIE_PAGE = { 64: Number(COOKIE[64] >> 12n), 32: Number(COOKIE[32] >> 12n) } as const;
 const STACK_LO = { 64: loOf(LAYOUT_64.stack), 32: loOf(LAYOUT_32.stack) }, STACK_HI = { 64: hiOf(LAYOUT_64.stack), 32: 0 };
 const IRQ_LO = { 64: loOf(LAYOUT_64.irqStack), 32: loOf(LAYOUT_32.irqStack) }, IRQ_HI = { 64: hiOf(LAYOUT_64.irqStack), 32: 0 };
@@ -239,7 +261,7 @@ const HLT = [0xf4];
 export function loadCase(b: Bench, c: EmuCase): LoadedCase {
   startCase(b);
   const lc = layCase(b, c);
-  return { ...lc, before: b.k.m.snapshot() };
+  return { target: lc.target, len: lc.len, stackBase: lc.stackBase, sp: lc.sp, siteLo: lc.siteLo, siteHi: lc.siteHi, before: b.k.m.snapshot() };
 }
 
 /**
@@ -263,20 +285,42 @@ export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
     k.dieNotifiers.push(int3SelftestNotifier(k, c.site, lc.target, k.selftestEmulate));
   } else {
     const noDisp = c.kind === "nop2" || c.kind === "nop5" || c.kind === "ret";
-    const disp = noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len)));
     const opcode = OPCODE[c.kind] | (c.kind === "jcc8" || c.kind === "jcc32" ? c.cc : 0);
     // the site's int32 halves too: do_int3 finds it without BigInt
     const exact = c.site >= 0n && (m.bits === 64 ? c.site < TWO64 : c.site < TWO32N); // (else the halves would name another address)
     let loc: TextPokeLoc;
     if (exact) {
       SLOT64[0] = c.site; // (no BigInt phi into the store: Node 20's TurboFan, see ops-flow.ts nearTarget)
-      loc = { addr: c.site, len: lc.len, opcode, disp, addrLo: SLOT32[0], addrHi: m.bits === 64 ? SLOT32[1] : 0 };
-    } else loc = { addr: c.site, len: lc.len, opcode, disp };
+      const aLo = SLOT32[0], aHi = m.bits === 64 ? SLOT32[1] : 0;
+      loc = { addr: c.site, len: lc.len, opcode, disp: noDisp ? 0n : dispOf(m.bits, lc, aLo, aHi), addrLo: aLo, addrHi: aHi };
+    } else {
+      const disp = noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len)));
+      loc = { addr: c.site, len: lc.len, opcode, disp };
+    }
     k.bpDesc = { vec: [loc], refs: 1 };
   }
 }
 
+/**
+ * BigInt.asIntN(bits, target - (site + len)) from int32 halves: the value modulo 2^bits
+ * depends only on the operands modulo 2^bits (the target's halves from the layout when it
+ * has them, else from a 64-bit store, which is modulo 2^64).
+ */
+function dispOf(bits: 32 | 64, lc: CaseLayout, sLo: number, sHi: number): bigint {
+  let tLo: number, tHi: number;
+  if (lc instanceof Layout) { tLo = lc.targetLo; tHi = lc.targetHi; }
+  else { SLOT64[0] = lc.target; tLo = SLOT32[0]; tHi = SLOT32[1]; }
+  if (bits === 32) return BigInt((tLo - sLo - lc.len) | 0);
+  // (t - s - len) mod 2^64 on halves, then read back signed
+  const l = (tLo >>> 0) - (sLo >>> 0) - lc.len;
+  SLOT32[0] = l | 0;
+  SLOT32[1] = (tHi - sHi + Math.floor(l / TWO32)) | 0;
+  return SLOT64S[0];
+}
+
 const INT3 = [0xcc];
+/** How far each run of a case may go. */
+const RUN = Object.freeze({ maxSteps: 500 });
 /** The events of a run that reported none (shared, frozen: results' event lists are read-only). */
 const NO_EVENTS: readonly KernelEvent[] = Object.freeze([]);
 const OPCODE: Record<PatchKind, number> = { call: 0xe8, jmp32: 0xe9, jmp8: 0xeb, nop2: 0xeb, nop5: 0xe9, ret: 0xc3, jcc8: 0x70, jcc32: 0x70 };
@@ -298,11 +342,11 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   const e = startCase(b);
   const lc = layCase(b, c);
   e.laidOut();
-  const realRun = m.run({ maxSteps: 500 });
+  const realRun = m.run(RUN);
   const realEvents = k.events.length === 0 ? NO_EVENTS : k.events.slice();
   e.realDone();
   armSite(b, c, lc);
-  const emuRun = m.run({ maxSteps: 500 });
+  const emuRun = m.run(RUN);
   const emulatedEvents = k.events.length === 0 ? NO_EVENTS : k.events.slice();
   e.emulatedDone();
   const diff = e.diff(lc.stackBase, c.site, lc.siteLo ?? 0, lc.siteHi ?? 0);

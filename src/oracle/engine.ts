@@ -47,16 +47,6 @@ export class Engine {
   /** The journal position after the layout (where both runs start), and after the emulated run. */
   loadedMark = 0;
   private emuEnd = -1;
-  /** Scratch for stack contents. */
-  readonly scratch: Uint8Array;
-  private scratchView: Uint8Array | null = null;
-
-  /** The first `size` bytes of `scratch` (the view kept while cases ask for the same size). */
-  scratchOf(size: number): Uint8Array {
-    let v = this.scratchView;
-    if (v === null || v.length !== size) this.scratchView = v = this.scratch.subarray(0, size);
-    return v;
-  }
   /** Ignored ranges of the current diff (reused). */
   private readonly ignore: KeyRanges = [];
 
@@ -65,7 +55,12 @@ export class Engine {
     const n = this.m.cpus.length;
     const bufs = (): CpuBuffer[] => Array.from({ length: n }, () => new CpuBuffer());
     this.cpu = { before: bufs(), real: bufs(), emulated: bufs() };
-    this.scratch = new Uint8Array(b.k.L.threadSize);
+    for (const base of [b.k.L.stack, b.k.L.irqStack]) {
+      for (let key = keyOf(base), end = keyOf(base + BigInt(b.k.L.threadSize) - 1n); key <= end; key++) {
+        const p = b.pristine.mem.pages.get(key);
+        if (p !== undefined && p.data.every((x) => x === 0)) this.zeroPages.add(key);
+      }
+    }
     this.cookieMapped = b.pristine.mem.pages.has(keyOf(COOKIE[this.m.bits]));
     this.stackKey = keyOf(b.k.L.stack);
     this.irqKey = keyOf(b.k.L.irqStack);
@@ -75,6 +70,23 @@ export class Engine {
   /** The pristine state has the callee's COOKIE page (prepare maps it). */
   readonly cookieMapped: boolean;
   private readonly irqKey: number;
+
+  /** Stack pages that are all zero in the pristine state. */
+  private readonly zeroPages = new Set<number>();
+
+  /**
+   * Whether pages k0..k1 hold the pristine zeros now: all zero in the pristine state and
+   * untouched since (the journal, attached and whole, starts at the pristine state — see
+   * reset — and sees every write and mapping change; none of its entries names them).
+   */
+  pristineZero(k0: number, k1: number): boolean {
+    const j = this.j;
+    if (this.m.mem.journal !== j || j.broken || j.n > 16) return false;
+    for (let k = k0; k <= k1; k++) if (!this.zeroPages.has(k)) return false;
+    const keys = j.keys;
+    for (let i = 0; i < j.n; i++) if (keys[i] >= k0 && keys[i] <= k1) return false;
+    return true;
+  }
 
   /** Back to the pristine machine: memory through the journal, CPUs from the snapshot. */
   reset(): void {
@@ -94,7 +106,7 @@ export class Engine {
     }
   }
 
-  mark(): number { return this.j.n; }
+  mark(): number { return this.j.mark(); }
 
   /** Undoes what was written after `mark`. */
   rollback(mark: number): void {
@@ -116,7 +128,7 @@ export class Engine {
 
   /** The layout is done: both runs start here. */
   laidOut(): void {
-    this.loadedMark = this.j.n;
+    this.loadedMark = this.j.mark();
     this.saveCpus("before");
   }
 
@@ -142,8 +154,7 @@ export class Engine {
   diff(stack: bigint, site: bigint, siteLo: number, siteHi: number): StateDiff {
     const registers = cpuDiff(this.cpu.real, this.cpu.emulated);
     const c = this.m.cpu, j = this.j;
-    let remapped = remaps(this.real);
-    for (let i = this.loadedMark; i < this.emuEnd && !remapped; i++) remapped = j.sizes[i] === 0;
+    const remapped = remaps(this.real) || j.mapsIn(this.loadedMark, this.emuEnd);
     let memory: MemoryDiff[];
     if (remapped || j.broken) {
       const sp = c.sp;

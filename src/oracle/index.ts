@@ -2,4 +2,4 @@ export { type EmuCase, type EmuResult, type Bench, type LoadedCase, prepare, run
 export { checkTrapInvariants, checkUserInt3, checkStrayInt3, type InvariantResult } from "./invariants.js";
 export { checkVariant, explainInequivalence, coverageCell, expectedCells, alignClass, ALIGN_CLASSES, type PropertyReport, type CampaignOptions } from "./campaign.js";
 export { runRoundTrip, type RoundTripCase, type RoundTripResult } from "./roundtrip.js";
-export { checkBadUserFrame, checkBadIret, hasIretFixup, BAD_IRET_PROPERTY, BAD_IRET_RUNS, type BadFrameResult, type BadFrameOutcome, type BadIretReport, type BadIretOptions } from "./bad-iret.js";
+export { checkBadUserFrame, checkBadIret, hasIretFixup, iretFixupKind, IRET_FIXUP_EXPECTS, type IretFixupKind, BAD_IRET_PROPERTY, BAD_IRET_RUNS, type BadFrameResult, type BadFrameOutcome, type BadIretReport, type BadIretOptions } from "./bad-iret.js";

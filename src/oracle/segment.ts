@@ -49,7 +49,7 @@ export class SegmentBuffer implements Segment {
       const p = e >= j.slowBelow ? j.pages[e] : mem.pages.get(key);
       if (p !== undefined) {
         const d = p.data;
-        if (size <= 8) for (let k = 0; k < size; k++) bytes[b + k] = d[off + k];
+        if (size <= 64) for (let k = 0; k < size; k++) bytes[b + k] = d[off + k];
         else bytes.set(d.subarray(off, off + size), b);
       }
       b += size;
@@ -110,22 +110,73 @@ export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, t
     const size = real.sizes[i], key = real.keys[i], o = real.offs[i];
     if (covered(ignore, key, o, size)) continue;
     const p = mem.pages.get(key), at = real.at[i];
+    const partly = meets(ignore, key, o, size); // (else no byte of it is ignored)
     for (let k = 0; k < size; k++) {
       const x = real.bytes[at + k], y = p === undefined ? -1 : p.data[o + k];
-      if (x !== y && !covered(ignore, key, o + k, 1)) (hits ??= []).push([key, o + k, x, y]);
+      if (x !== y && !(partly && covered(ignore, key, o + k, 1))) (hits ??= []).push([key, o + k, x, y]);
     }
   }
+  // (the first range — the dead stack — covers most of a run's entries: checked inline first)
+  const sizes = j.sizes, keys = j.keys, offs = j.offs;
+  const a0 = ignore.length >= 4 ? ignore[0] : 0, b0 = ignore.length >= 4 ? ignore[1] : 0;
+  const a1 = ignore.length >= 4 ? ignore[2] : -1, b1 = ignore.length >= 4 ? ignore[3] : 0;
+  // entries not wholly ignored, so far (a byte of an earlier, wholly ignored entry is ignored)
+  let nSeen = 0;
   for (let i = from; i < to; i++) {
-    const size = j.sizes[i], key = j.keys[i], o = j.offs[i];
+    const size = sizes[i], key = keys[i], o = offs[i];
+    if ((key > a0 || (key === a0 && o >= b0)) && (key < a1 || (key === a1 && o + size - 1 < b1))) continue;
     if (covered(ignore, key, o, size)) continue;
     const p = mem.pages.get(key);
+    // per entry, which per-byte look-ups can be skipped: no ignored byte in it, no byte the
+    // first run wrote, no earlier entry of this run over its bytes that are not ignored (its
+    // old bytes are then its own)
+    const partly = meets(ignore, key, o, size), inReal = overlaps(real, 0, real.n, key, o, size);
+    let own = size > 0;
+    if (own) {
+      if (nSeen <= SEEN.length) { for (let q = 0; q < nSeen && own; q++) own = !journalOverlaps(j, SEEN[q], SEEN[q] + 1, key, o, size); }
+      else own = !journalOverlaps(j, from, i, key, o, size);
+    }
+    if (nSeen < SEEN.length) SEEN[nSeen] = i;
+    nSeen++;
     for (let k = 0; k < size; k++) {
-      if (covered(ignore, key, o + k, 1) || wrote(real, key, o + k)) continue;
-      const x = oldByte(j, from, key, o + k), y = p === undefined ? -1 : p.data[o + k];
+      if ((partly && covered(ignore, key, o + k, 1)) || (inReal && wrote(real, key, o + k))) continue;
+      const x = own ? j.oldByte(i, k) : oldByte(j, from, key, o + k), y = p === undefined ? -1 : p.data[o + k];
       if (x !== y) (hits ??= []).push([key, o + k, x, y]);
     }
   }
   return hits === null ? [] : byteRuns(hits);
+}
+
+/** Entries diffRuns has seen that are not wholly ignored (past its length: scan them all). */
+const SEEN = new Int32Array(32);
+
+/** Whether one of the ranges holds a byte of [off, off + size) of page `key`. */
+function meets(r: KeyRanges, key: number, off: number, size: number): boolean {
+  const last = off + size - 1;
+  for (let i = 0; i < r.length; i += 4) {
+    const k0 = r[i], o0 = r[i + 1], k1 = r[i + 2], o1 = r[i + 3];
+    // [k0:o0, k1:o1) meets [key:off, key:last]: start <= last and end > off
+    if ((k0 < key || (k0 === key && o0 <= last)) && (k1 > key || (k1 === key && o1 > off))) return true;
+  }
+  return false;
+}
+
+/** Whether an entry of `s` in [a, b) wrote a byte of [off, off + size) of page `key`. */
+function overlaps(s: Segment, a: number, b: number, key: number, off: number, size: number): boolean {
+  for (let i = a; i < b; i++) {
+    const o = s.offs[i];
+    if (s.keys[i] === key && s.sizes[i] > 0 && o < off + size && off < o + s.sizes[i]) return true;
+  }
+  return false;
+}
+
+/** Whether a data entry of the journal in [a, b) wrote a byte of [off, off + size) of page `key`. */
+function journalOverlaps(j: Journal, a: number, b: number, key: number, off: number, size: number): boolean {
+  for (let i = a; i < b; i++) {
+    const o = j.offs[i];
+    if (j.keys[i] === key && j.sizes[i] > 0 && o < off + size && off < o + j.sizes[i]) return true;
+  }
+  return false;
 }
 
 /** The byte at (key, off) before the journal's entries from `from` on: the old byte the first of them to write it saw. */

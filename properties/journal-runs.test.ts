@@ -1,0 +1,109 @@
+import { describe, expect, test } from "vitest";
+import fc from "fast-check";
+import { diffMemory, Machine } from "../src/index.js";
+import { Journal } from "../src/machine/journal.js";
+
+// The journal's compact forms: pushes (8-byte writes going down a page) folded into one run
+// entry, fills recorded without a copy of zeros, marks that stop a run. Checked against the
+// obvious meaning: rolling back to any mark gives the memory at that mark, and every entry's
+// old bytes are what memory held before it.
+
+const BASE = 0xffffc90000010000n; // two pages; pushes may run across the boundary at +0x1000
+
+const op = fc.oneof(
+  // a stack growing down: `n` consecutive 8-byte writes, each just below the last
+  fc.record({ kind: fc.constant("push" as const), top: fc.integer({ min: 0x10, max: 0x1ff8 }), n: fc.integer({ min: 1, max: 40 }), v: fc.integer() }),
+  fc.record({ kind: fc.constantFrom("w8" as const, "w32" as const, "w64" as const), at: fc.integer({ min: 0, max: 0x1ff8 }), v: fc.integer() }),
+  fc.record({ kind: fc.constant("fill" as const), at: fc.integer({ min: 0, max: 0x1f00 }), len: fc.integer({ min: 1, max: 0x300 }), pattern: fc.uint8Array({ minLength: 1, maxLength: 32 }) }),
+  // a loader's short writes: entries of 1–80 bytes, 5–7 included
+  fc.record({ kind: fc.constant("load" as const), at: fc.integer({ min: 0, max: 0x1fb0 }), bytes: fc.uint8Array({ minLength: 1, maxLength: 80 }) }),
+  fc.record({ kind: fc.constant("mark" as const) }),
+);
+
+describe("write journal: runs, zero fills, marks", () => {
+  test("rollback to every mark, newest first, gives back the memory at that mark; old bytes are the bytes before", () => {
+    fc.assert(fc.property(fc.array(op, { maxLength: 30 }), fc.array(fc.tuple(fc.integer({ min: 0, max: 0x1fc0 }), fc.uint8Array({ minLength: 1, maxLength: 64 })), { maxLength: 24 }), (ops, dirt) => {
+      const m = new Machine({ bits: 64 });
+      m.map(BASE, 0x2000);
+      const mem = m.mem;
+      for (const [at, b] of dirt) m.load(BASE + BigInt(at), b); // bytes here and there
+      const j = new Journal();
+      mem.journal = j;
+      const halves = (off: number): [number, number] => {
+        const a = BASE + BigInt(off);
+        return [Number(BigInt.asIntN(32, a)), Number(BigInt.asIntN(32, a >> 32n))];
+      };
+      const key0 = Number(BASE >> 12n);
+      const bytes = (): Uint8Array => {
+        const out = new Uint8Array(0x2000);
+        out.set(mem.pages.get(key0)!.data, 0); out.set(mem.pages.get(key0 + 1)!.data, 0x1000);
+        return out;
+      };
+      const marks: { at: number; mem: Uint8Array }[] = [{ at: j.mark(), mem: bytes() }];
+      for (const o of ops) {
+        if (o.kind === "mark") { marks.push({ at: j.mark(), mem: bytes() }); continue; }
+        if (o.kind === "push") {
+          for (let k = 0, a = o.top; k < o.n && a >= 0; k++, a -= 8) { const [l, h] = halves(a); mem.write64(l, h, o.v + k, ~k); }
+        } else if (o.kind === "load") {
+          m.load(BASE + BigInt(o.at), o.bytes);
+        } else if (o.kind === "fill") {
+          const [l, h] = halves(o.at);
+          const len = Math.min(o.len, 0x2000 - o.at);
+          // oldZero only where it holds: the journal takes the caller's word
+          const before = bytes();
+          const zero = before.subarray(o.at, o.at + len).every((x) => x === 0);
+          mem.fillAt(l, h, len, o.pattern, zero);
+          const after = bytes();
+          let bad = -1;
+          for (let k = 0; k < len && bad < 0; k++) if (after[o.at + k] !== o.pattern[k % o.pattern.length]) bad = k;
+          expect(bad, "first byte of the fill that is not the pattern's").toBe(-1);
+        } else {
+          const [l, h] = halves(o.at);
+          if (o.kind === "w8") mem.write8(l, h, o.v & 0xff);
+          else if (o.kind === "w32") mem.write32(l, h, o.v);
+          else mem.write64(l, h, o.v, o.v >> 3);
+        }
+      }
+      // old bytes: for every byte an entry after the first mark wrote, the first such entry's
+      // old byte is the byte at that mark
+      const first = marks[0];
+      const seen = new Set<number>();
+      for (let i = first.at; i < j.n; i++) {
+        const key = j.keys[i], off = j.offs[i];
+        for (let k = 0; k < j.sizes[i]; k++) {
+          const pos = (key - Number(BASE >> 12n)) * 4096 + off + k;
+          if (seen.has(pos)) continue;
+          seen.add(pos);
+          if (j.oldByte(i, k) !== first.mem[pos]) expect(j.oldByte(i, k), `entry ${i} byte ${k}`).toBe(first.mem[pos]);
+        }
+      }
+      for (let q = marks.length - 1; q >= 0; q--) {
+        mem.rollback(marks[q].at);
+        const now = bytes(), want = marks[q].mem;
+        let bad = -1;
+        for (let k = 0; k < now.length && bad < 0; k++) if (now[k] !== want[k]) bad = k;
+        expect(bad, `first byte that differs after the rollback to mark ${q}`).toBe(-1);
+      }
+    }), { numRuns: 150 });
+  });
+
+  test("a run of pushes is one entry; a mark between pushes starts another", () => {
+    const m = new Machine({ bits: 64 });
+    m.map(BASE, 0x2000);
+    const j = new Journal();
+    m.mem.journal = j;
+    const push = (off: number): void => m.mem.write64((Number(BASE & 0xffffffffn) + off) | 0, Number(BASE >> 32n) | 0, off, 0);
+    const start = j.mark();
+    for (let off = 0x800; off > 0x700; off -= 8) push(off);
+    expect(j.n - start).toBe(1);
+    expect(j.sizes[start]).toBe(0x100);
+    const mid = j.mark();
+    push(0x700);
+    expect(j.n - mid).toBe(1);
+    const snap = m.mem.snapshot();
+    m.mem.rollback(mid);
+    expect(diffMemory(snap, m.mem.snapshot()).length).toBe(1);
+    m.mem.rollback(start);
+    expect(m.mem.readBytes(BASE + 0x700n, 0x110).every((x) => x === 0)).toBe(true);
+  });
+});
