@@ -2,6 +2,7 @@ import { UsageError } from "../errors.js";
 import { CpuFault, PF, Vec } from "./events.js";
 import type { Journal } from "./journal.js";
 import { freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
+import { PageIndex } from "./page-index.js";
 import { isCanonical, pageKey, toBig } from "./u64.js";
 
 const TLB = 64;
@@ -31,7 +32,9 @@ export interface MemorySnapshot {
  * non-canonical address (#SS(0) for stack accesses), thrown as CpuFault.
  */
 export class Memory {
-  pages = new Map<number, Page>();
+  /** The mapped pages by page number (a read-only view: only Memory changes it; see PageIndex). */
+  get pages(): ReadonlyMap<number, Page> { return this.index; }
+  private readonly index = new PageIndex();
   epoch = freshEpoch();
   /** Bumped when a page object holding decoded code is replaced or remapped. */
   gen = 0;
@@ -60,12 +63,12 @@ export class Memory {
   /** Maps `size` bytes (rounded out to pages) at `addr` with `perm`; fresh pages are zero. */
   map(addr: bigint, size: number, perm: number): void {
     this.forPages(addr, size, (key) => {
-      const old = this.pages.get(key);
+      const old = this.index.get(key);
       if (old) {
         if (old.perm !== perm) this.replace(key, new Page(old.data.slice(), perm, this.epoch), true);
       } else {
         if (this.journal !== null) this.journal.mapping(key, undefined);
-        this.pages.set(key, this.freshPage(perm));
+        this.put(key, this.freshPage(perm));
       }
     });
     this.flush();
@@ -74,7 +77,7 @@ export class Memory {
   /** Changes the permissions of mapped pages (unmapped pages in the range are an error). */
   protect(addr: bigint, size: number, perm: number): void {
     this.forPages(addr, size, (key) => {
-      const old = this.pages.get(key);
+      const old = this.index.get(key);
       if (!old) throw new UsageError(`protect: page ${hexKey(key)} is not mapped`);
       this.replace(key, new Page(old.data.slice(), perm, this.epoch), true);
     });
@@ -85,19 +88,19 @@ export class Memory {
   unmap(addr: bigint, size: number): void {
     this.forPages(addr, size, (key) => {
       this.dropCode(key - 1);
-      if (this.journal !== null && this.pages.has(key)) { this.journal.pagesMayChange(); this.journal.mapping(key, this.pages.get(key)); }
-      this.pages.delete(key);
+      if (this.journal !== null && this.index.has(key)) { this.journal.pagesMayChange(); this.journal.mapping(key, this.index.get(key)); }
+      this.drop(key);
     });
     this.gen++;
     this.flush();
   }
 
   isMapped(addr: bigint): boolean {
-    return this.pages.has(keyOf(addr));
+    return this.index.has(keyOf(addr));
   }
 
   permOf(addr: bigint): number | undefined {
-    return this.pages.get(keyOf(addr))?.perm;
+    return this.index.get(keyOf(addr))?.perm;
   }
 
   private forPages(addr: bigint, size: number, f: (key: number) => void): void {
@@ -111,13 +114,28 @@ export class Memory {
 
   private replace(key: number, p: Page, dropPrev: boolean): void {
     if (dropPrev) this.dropCode(key - 1);
-    if (this.journal !== null) { this.journal.pagesMayChange(); this.journal.mapping(key, this.pages.get(key)); }
-    this.pages.set(key, p);
+    if (this.journal !== null) { this.journal.pagesMayChange(); this.journal.mapping(key, this.index.get(key)); }
+    this.put(key, p);
     this.gen++;
   }
 
+  /** Page `key` is `p` now. */
+  private put(key: number, p: Page): void {
+    this.index.set(key, p);
+  }
+
+  /** Page `key` is unmapped now. */
+  private drop(key: number): void {
+    this.index.delete(key);
+  }
+
+  /** The page numbered `key` (hi * 2^20 + (lo >>> 12)), if mapped: `pages.get` without the Map. */
+  pageAt(key: number): Page | undefined {
+    return this.index.get(key);
+  }
+
   private dropCode(key: number): void {
-    const p = this.pages.get(key);
+    const p = this.index.get(key);
     if (p && p.code) {
       p.code = null;
       this.gen++;
@@ -134,7 +152,7 @@ export class Memory {
   // ---- snapshots -----------------------------------------------------------------------
 
   snapshot(): MemorySnapshot {
-    const snap = { pages: new Map(this.pages) };
+    const snap = { pages: new Map(this.index) };
     this.epoch = freshEpoch(); // every current page is now shared with the snapshot
     if (this.journal !== null) this.journal.pagesMayChange();
     this.flush();
@@ -143,7 +161,7 @@ export class Memory {
 
   restore(snap: MemorySnapshot): void {
     if (this.journal !== null) this.journal.broken = true;
-    this.pages = new Map(snap.pages);
+    this.index.reset(snap.pages);
     this.epoch = freshEpoch();
     this.gen++;
     this.flush();
@@ -158,7 +176,7 @@ export class Memory {
     if (fetch) { if (this.xKey[i] === key) return this.xPage[i] as Page; }
     else if (this.rKey[i] === key) return this.rPage[i] as Page;
     if (!isCanonical(lo, hi)) throw new CpuFault(stack ? Vec.SS : Vec.GP, 0, undefined, `non-canonical address ${hexAddr(lo, hi)}`);
-    const p = this.pages.get(key);
+    const p = this.index.get(key);
     const u = this.user ? PF.U : 0;
     const why = fetch ? PF.I : 0;
     if (p === undefined) throw new CpuFault(Vec.PF, u | why, toBig(lo, hi));
@@ -180,14 +198,14 @@ export class Memory {
     const i = tlbSlot(lo >>> 12);
     if (this.wKey[i] === key) return this.wPage[i] as Page;
     if (!isCanonical(lo, hi)) throw new CpuFault(stack ? Vec.SS : Vec.GP, 0, undefined, `non-canonical address ${hexAddr(lo, hi)}`);
-    let p = this.pages.get(key);
+    let p = this.index.get(key);
     const u = this.user ? PF.U : 0;
     if (p === undefined) throw new CpuFault(Vec.PF, PF.W | u, toBig(lo, hi));
     if ((this.user && !(p.perm & Perm.U)) || !(p.perm & Perm.W)) throw new CpuFault(Vec.PF, PF.P | PF.W | u, toBig(lo, hi));
     if (p.epoch !== this.epoch) {
       const had = p.code !== null;
       p = p.copyFor(this.epoch);
-      this.pages.set(key, p);
+      this.put(key, p);
       if (had) this.gen++;
       this.rKey[i] = -1;
       this.xKey[i] = -1;
@@ -328,7 +346,7 @@ export class Memory {
       }
     }
     if (p.crossIn && off < 15) {
-      const prev = this.pages.get(pageKey(lo, hi) - 1);
+      const prev = this.index.get(pageKey(lo, hi) - 1);
       const pc = prev?.code;
       if (pc) {
         for (let s = PAGE_SIZE - 14; s < PAGE_SIZE; s++) {
@@ -371,11 +389,11 @@ export class Memory {
     while (k < bytes.length) {
       const x = BigInt.asUintN(64, a + BigInt(k));
       const key = Number(x >> 12n);
-      let p = this.pages.get(key);
+      let p = this.index.get(key);
       if (!p) throw new UsageError(`load: 0x${x.toString(16)} is not mapped`);
       if (p.epoch !== this.epoch) {
         p = p.copyFor(this.epoch);
-        this.pages.set(key, p);
+        this.put(key, p);
       }
       const off = Number(x & 4095n);
       const n = Math.min(bytes.length - k, 4096 - off);
@@ -398,13 +416,13 @@ export class Memory {
 
   /** Maps page number `key` with `perm` when it is not mapped (as `map` does for one page). */
   mapPage(key: number, perm: number): void {
-    const old = this.pages.get(key);
+    const old = this.index.get(key);
     if (old !== undefined) {
       if (old.perm !== perm) this.map(BigInt(key) << 12n, PAGE_SIZE, perm);
       return;
     }
     if (this.journal !== null) this.journal.mapping(key, undefined);
-    this.pages.set(key, this.freshPage(perm));
+    this.put(key, this.freshPage(perm));
   }
 
   /** `load` at the address (lo, hi) of the first `len` bytes of `bytes`. */
@@ -415,11 +433,11 @@ export class Memory {
       const a = (lo >>> 0) + k;
       const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
       const key = pageKey(l, h);
-      let p = this.pages.get(key);
+      let p = this.index.get(key);
       if (!p) throw new UsageError(`load: 0x${toBig(l, h).toString(16)} is not mapped`);
       if (p.epoch !== this.epoch) {
         p = p.copyFor(this.epoch);
-        this.pages.set(key, p);
+        this.put(key, p);
         copied = true;
       }
       const off = l & 4095;
@@ -454,11 +472,11 @@ export class Memory {
       const a = (lo >>> 0) + k;
       const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
       const key = pageKey(l, h);
-      let p = this.pages.get(key);
+      let p = this.index.get(key);
       if (!p) throw new UsageError(`load: 0x${toBig(l, h).toString(16)} is not mapped`);
       if (p.epoch !== this.epoch) {
         p = p.copyFor(this.epoch);
-        this.pages.set(key, p);
+        this.put(key, p);
         copied = true;
       }
       const off = l & 4095;
@@ -515,32 +533,32 @@ export class Memory {
     for (; q < j.nMaps && nFresh < FRESH.length; q++) {
       const i = maps[q];
       if (j.pages[i] === undefined) {
-        const cur = this.pages.get(keys[i]);
+        const cur = this.index.get(keys[i]);
         if (cur !== undefined && cur.epoch === this.epoch) FRESH[nFresh++] = cur;
       }
     }
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
-        const prev = j.pages[i], cur = this.pages.get(key);
+        const prev = j.pages[i], cur = this.index.get(key);
         // instructions of the page before that ran into this one go (invalidate's cross-in path)
         if (cur !== undefined && cur.crossIn) this.invalidate(cur, ((key % 1048576) << 12) | 0, Math.floor(key / 1048576) | 0, 0, 1);
         this.dropSlots(key);
         if (prev === undefined) {
-          this.pages.delete(key);
+          this.drop(key);
           // a page mapped inside the journal whose every write was undone above is zero again
           if (cur !== undefined && cur.epoch === this.epoch) this.recycle(cur);
-        } else this.pages.set(key, prev);
+        } else this.put(key, prev);
         remapped = true;
         continue;
       }
       let p = j.pages[i] as Page;
       if (i < j.slowBelow) {
         // the recorded object may have been replaced or be shared with a snapshot since
-        const q = this.pages.get(key);
+        const q = this.index.get(key);
         if (q === undefined) continue;
         p = q.epoch === this.epoch ? q : q.copyFor(this.epoch);
-        if (p !== q) { this.pages.set(key, p); this.dropSlots(key); remapped = true; }
+        if (p !== q) { this.put(key, p); this.dropSlots(key); remapped = true; }
       }
       const off = offs[i];
       if (size === 8) { const dv = p.dv; dv.setInt32(off, j.vlo[i], true); dv.setInt32(off + 4, j.vhi[i], true); }

@@ -41,12 +41,12 @@ export class SegmentBuffer implements Segment {
       const e = from + i, size = j.sizes[e], key = j.keys[e], off = j.offs[e];
       keys[i] = key; offs[i] = off; sizes[i] = size;
       if (size === 0) {
-        const cur = mem.pages.get(key);
+        const cur = mem.pageAt(key);
         at[i] = cur === undefined ? -1 : cur.perm;
         continue;
       }
       at[i] = b;
-      const p = e >= j.slowBelow ? j.pages[e] : mem.pages.get(key);
+      const p = e >= j.slowBelow ? j.pages[e] : mem.pageAt(key);
       if (p !== undefined) {
         const d = p.data;
         if (size <= 64) for (let k = 0; k < size; k++) bytes[b + k] = d[off + k];
@@ -109,7 +109,7 @@ export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, t
   for (let i = 0; i < real.n; i++) {
     const size = real.sizes[i], key = real.keys[i], o = real.offs[i];
     if (covered(ignore, key, o, size)) continue;
-    const p = mem.pages.get(key), at = real.at[i];
+    const p = mem.pageAt(key), at = real.at[i];
     const partly = meets(ignore, key, o, size); // (else no byte of it is ignored)
     for (let k = 0; k < size; k++) {
       const x = real.bytes[at + k], y = p === undefined ? -1 : p.data[o + k];
@@ -126,7 +126,7 @@ export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, t
     const size = sizes[i], key = keys[i], o = offs[i];
     if ((key > a0 || (key === a0 && o >= b0)) && (key < a1 || (key === a1 && o + size - 1 < b1))) continue;
     if (covered(ignore, key, o, size)) continue;
-    const p = mem.pages.get(key);
+    const p = mem.pageAt(key);
     // per entry, which per-byte look-ups can be skipped: no ignored byte in it, no byte the
     // first run wrote, no earlier entry of this run over its bytes that are not ignored (its
     // old bytes are then its own)
