@@ -171,10 +171,18 @@ export class Memory {
 
   /** The page for a fetch/read at the current privilege, or a thrown #PF/#GP. */
   readPage(lo: number, hi: number, fetch: boolean, stack: boolean): Page {
+    // (the TLB hit stays small so that V8 inlines it into the accesses; misses go out of line)
     const key = (hi >>> 0) * 1048576 + (lo >>> 12);
     const i = tlbSlot(lo >>> 12);
     if (fetch) { if (this.xKey[i] === key) return this.xPage[i] as Page; }
     else if (this.rKey[i] === key) return this.rPage[i] as Page;
+    return this.readMiss(lo, hi, fetch, stack);
+  }
+
+  /** readPage past the TLB: the checks, then the TLB fill. */
+  private readMiss(lo: number, hi: number, fetch: boolean, stack: boolean): Page {
+    const key = (hi >>> 0) * 1048576 + (lo >>> 12);
+    const i = tlbSlot(lo >>> 12);
     if (!isCanonical(lo, hi)) throw new CpuFault(stack ? Vec.SS : Vec.GP, 0, undefined, `non-canonical address ${hexAddr(lo, hi)}`);
     const p = this.index.get(key);
     const u = this.user ? PF.U : 0;
@@ -197,6 +205,13 @@ export class Memory {
     const key = (hi >>> 0) * 1048576 + (lo >>> 12);
     const i = tlbSlot(lo >>> 12);
     if (this.wKey[i] === key) return this.wPage[i] as Page;
+    return this.writeMiss(lo, hi, stack);
+  }
+
+  /** writePage past the TLB: the checks, the copy-on-write, then the TLB fill (pages holding code stay out of it). */
+  private writeMiss(lo: number, hi: number, stack: boolean): Page {
+    const key = (hi >>> 0) * 1048576 + (lo >>> 12);
+    const i = tlbSlot(lo >>> 12);
     if (!isCanonical(lo, hi)) throw new CpuFault(stack ? Vec.SS : Vec.GP, 0, undefined, `non-canonical address ${hexAddr(lo, hi)}`);
     let p = this.index.get(key);
     const u = this.user ? PF.U : 0;
@@ -566,7 +581,7 @@ export class Memory {
       else if (size === 1) p.data[off] = j.vlo[i];
       else if (size <= 8) { const d = p.data, v = j.vlo[i], w = j.vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
       else if (j.vhi[i] === 1) p.data.fill(0, off, off + size); // (recordZero)
-      else if (j.vhi[i] === 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
+      else if (j.vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
       if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= j.slowBelow && isFresh(p, nFresh))) {
