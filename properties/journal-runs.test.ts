@@ -146,4 +146,25 @@ describe("write journal: runs, zero fills, marks", () => {
     push(0x7e0); push(0x7d8);
     expect([j.n, j.sizes[0], j.offs[0]]).toEqual([1, 16, 0x7d8]);
   });
+
+  test("rollback skips putting back bytes a zero fill's undo overwrites, and only those: writes before the fill and writes past its range are undone", () => {
+    const m = new Machine({ bits: 64 });
+    m.map(BASE, 0x2000);
+    const dirt = Uint8Array.from({ length: 0x40 }, (_, k) => k + 1);
+    m.load(BASE + 0x100n, dirt);
+    const j = new Journal();
+    m.mem.journal = j;
+    const lo = Number(BASE & 0xffffffffn) | 0, hi = Number(BASE >> 32n) | 0;
+    const start = j.mark();
+    m.mem.write64(lo + 0x108, hi, 0, 0); // zeros over the dirt, then a fill that (rightly) says it found zeros
+    m.mem.write64(lo + 0x100, hi, 0, 0);
+    m.mem.fillAt(lo + 0x100, hi, 16, Uint8Array.of(0xaa), true);
+    m.mem.fillAt(lo + 0x110, hi, 0x20, Uint8Array.of(0xbb, 0xcc), false);
+    m.mem.fillAt(lo + 0x200, hi, 0x40, Uint8Array.of(0xdd), true);
+    for (let a = 0x238; a >= 0x1f8; a -= 8) m.mem.write64(lo + a, hi, a, ~a); // a run inside the zero fill, then past its start
+    m.mem.write32(lo + 0x210, hi, 0x12345678);
+    m.mem.rollback(start);
+    expect(Array.from(m.mem.readBytes(BASE + 0x100n, 0x40))).toEqual(Array.from(dirt));
+    expect(m.mem.readBytes(BASE + 0x1f0n, 0x60).every((x) => x === 0)).toBe(true);
+  });
 });

@@ -45,6 +45,9 @@ export class Journal {
   /** Indices of the mapping-change entries, ascending (the first `nMaps`). */
   mapAt = new Int32Array(16);
   nMaps = 0;
+  /** Indices of the zero-fill entries (recordZero), ascending (the first `nZeros`). */
+  zeroAt = new Int32Array(16);
+  nZeros = 0;
   /** The memory was restored from a snapshot (or the journal overflowed): the entries no longer describe it. */
   get broken(): boolean { return this.isBroken; }
   set broken(v: boolean) {
@@ -64,7 +67,7 @@ export class Journal {
   private tailKey = 0;
   private tailOff = 0;
   private tailW = 0;
-  private tailRun = false;
+  private tailRun = 0; // (1: the tail is a run already; a number, not a boolean: cheaper to test in V8)
   /** `old.length`, kept as a number. */
   private oldCap = 16384;
 
@@ -99,7 +102,7 @@ export class Journal {
       this.vlo[i] = dv.getInt32(off, true);
       if (size === 8) this.vhi[i] = dv.getInt32(off + 4, true);
       // (not below slowBelow: it is i itself, so the page object is current)
-      this.tailPage = p; this.tailKey = key; this.tailOff = off; this.tailW = size; this.tailRun = false;
+      this.tailPage = p; this.tailKey = key; this.tailOff = off; this.tailW = size; this.tailRun = 0;
     } else {
       this.tailPage = null;
       if (size === 1) this.vlo[i] = p.data[off];
@@ -148,12 +151,12 @@ export class Journal {
     if (b + 16 > this.oldCap) this.growBytes(b + 16);
     const o = this.oldW;
     let c = b >> 2; // (b is word-aligned)
-    if (!this.tailRun) {
+    if (this.tailRun === 0) {
       // chunks 0.. (at[q] is b): the entry's own old bytes, upper chunk first
       if (w === 8) { o[c] = this.vlo[q]; o[c + 1] = this.vhi[q]; this.vhi[q] = 2; }
       else { o[c] = this.vhi[q]; o[c + 1] = this.vlo[q]; this.vhi[q] = 3; }
       c += 2;
-      this.tailRun = true;
+      this.tailRun = 1;
     }
     o[c] = dv.getInt32(off, true);
     if (w === 8) o[c + 1] = dv.getInt32(off + 4, true);
@@ -192,6 +195,8 @@ export class Journal {
     this.at[i] = this.nb;
     this.vhi[i] = 1;
     this.tailPage = null;
+    if (this.nZeros === this.zeroAt.length) { const a = new Int32Array(2 * this.nZeros); a.set(this.zeroAt); this.zeroAt = a; }
+    this.zeroAt[this.nZeros++] = i;
     this.n = i + 1;
     if (i >= this.limit) this.broken = true;
   }
@@ -239,6 +244,7 @@ export class Journal {
     this.nb = this.at[mark];
     this.n = mark;
     while (this.nMaps > 0 && this.mapAt[this.nMaps - 1] >= mark) this.nMaps--;
+    while (this.nZeros > 0 && this.zeroAt[this.nZeros - 1] >= mark) this.nZeros--;
   }
 
   /** Page objects recorded so far may be replaced from now on (a snapshot or a remap). */
@@ -252,6 +258,7 @@ export class Journal {
     this.n = 0;
     this.nb = 0;
     this.nMaps = 0;
+    this.nZeros = 0;
     this.tailPage = null;
     this.slowBelow = 0;
     this.broken = false;

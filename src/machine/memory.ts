@@ -50,12 +50,17 @@ export class Memory {
   /** Zeroed pages left by rollback, reused by `map`. */
   private readonly spare: Page[] = [];
 
-  private readonly rKey = new Float64Array(TLB).fill(-1);
+  // The TLBs: per slot the page number as its int32 parts — `lo >>> 12` (-1: empty) and `hi` —
+  // (compared without making the near-2^52 page key, a double), and the page.
+  private readonly rPn = new Int32Array(TLB).fill(-1);
+  private readonly rHi = new Int32Array(TLB);
   private readonly rPage: (Page | null)[] = new Array<Page | null>(TLB).fill(null);
-  private readonly wKey = new Float64Array(TLB).fill(-1);
+  private readonly wPn = new Int32Array(TLB).fill(-1);
+  private readonly wHi = new Int32Array(TLB);
   private readonly wPage: (Page | null)[] = new Array<Page | null>(TLB).fill(null);
   /** Instruction fetches: pages that passed the fetch checks (present, U at CPL 3, X) at the current privilege. */
-  private readonly xKey = new Float64Array(TLB).fill(-1);
+  private readonly xPn = new Int32Array(TLB).fill(-1);
+  private readonly xHi = new Int32Array(TLB);
   private readonly xPage: (Page | null)[] = new Array<Page | null>(TLB).fill(null);
 
   // ---- mapping -------------------------------------------------------------------------
@@ -144,9 +149,9 @@ export class Memory {
 
   /** Forgets cached translations (after a mapping, privilege or snapshot change). */
   flush(): void {
-    this.rKey.fill(-1);
-    this.wKey.fill(-1);
-    this.xKey.fill(-1);
+    this.rPn.fill(-1);
+    this.wPn.fill(-1);
+    this.xPn.fill(-1);
   }
 
   // ---- snapshots -----------------------------------------------------------------------
@@ -172,10 +177,10 @@ export class Memory {
   /** The page for a fetch/read at the current privilege, or a thrown #PF/#GP. */
   readPage(lo: number, hi: number, fetch: boolean, stack: boolean): Page {
     // (the TLB hit stays small so that V8 inlines it into the accesses; misses go out of line)
-    const key = (hi >>> 0) * 1048576 + (lo >>> 12);
-    const i = tlbSlot(lo >>> 12);
-    if (fetch) { if (this.xKey[i] === key) return this.xPage[i] as Page; }
-    else if (this.rKey[i] === key) return this.rPage[i] as Page;
+    const pn = lo >>> 12;
+    const i = tlbSlot(pn);
+    if (fetch) { if (this.xPn[i] === pn && this.xHi[i] === (hi | 0)) return this.xPage[i] as Page; }
+    else if (this.rPn[i] === pn && this.rHi[i] === (hi | 0)) return this.rPage[i] as Page;
     return this.readMiss(lo, hi, fetch, stack);
   }
 
@@ -191,20 +196,22 @@ export class Memory {
     if (this.user && !(p.perm & Perm.U)) throw new CpuFault(Vec.PF, PF.P | u | why, toBig(lo, hi));
     if (fetch) {
       if (!(p.perm & Perm.X)) throw new CpuFault(Vec.PF, PF.P | u | PF.I, toBig(lo, hi));
-      this.xKey[i] = key;
+      this.xPn[i] = lo >>> 12;
+      this.xHi[i] = hi;
       this.xPage[i] = p;
       return p;
     }
-    this.rKey[i] = key;
+    this.rPn[i] = lo >>> 12;
+    this.rHi[i] = hi;
     this.rPage[i] = p;
     return p;
   }
 
   /** The page for a write, copied first if shared with a snapshot. */
   writePage(lo: number, hi: number, stack: boolean): Page {
-    const key = (hi >>> 0) * 1048576 + (lo >>> 12);
-    const i = tlbSlot(lo >>> 12);
-    if (this.wKey[i] === key) return this.wPage[i] as Page;
+    const pn = lo >>> 12;
+    const i = tlbSlot(pn);
+    if (this.wPn[i] === pn && this.wHi[i] === (hi | 0)) return this.wPage[i] as Page;
     return this.writeMiss(lo, hi, stack);
   }
 
@@ -222,11 +229,12 @@ export class Memory {
       p = p.copyFor(this.epoch);
       this.put(key, p);
       if (had) this.gen++;
-      this.rKey[i] = -1;
-      this.xKey[i] = -1;
+      this.rPn[i] = -1;
+      this.xPn[i] = -1;
     }
     if (p.code === null && !p.crossIn) {
-      this.wKey[i] = key;
+      this.wPn[i] = lo >>> 12;
+      this.wHi[i] = hi;
       this.wPage[i] = p;
     }
     return p;
@@ -234,7 +242,7 @@ export class Memory {
 
   /** Called when code is decoded into `p`: its writes must now take the invalidating path. */
   codeAdded(): void {
-    this.wKey.fill(-1);
+    this.wPn.fill(-1);
   }
 
   // ---- reads ---------------------------------------------------------------------------
@@ -523,7 +531,7 @@ export class Memory {
   /** Called when code is decoded into the page at (lo, hi): only its write-TLB slot must go. */
   codeAddedAt(lo: number, hi: number): void {
     const i = tlbSlot(lo >>> 12);
-    if (this.wKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) this.wKey[i] = -1;
+    if (this.wPn[i] === lo >>> 12 && this.wHi[i] === (hi | 0)) this.wPn[i] = -1;
   }
 
   // ---- the write journal -----------------------------------------------------------------
@@ -552,6 +560,13 @@ export class Memory {
         if (cur !== undefined && cur.epoch === this.epoch) FRESH[nFresh++] = cur;
       }
     }
+    // Zero fills after `mark` (recordZero): undoing one writes zeros over its range, so a
+    // later entry wholly inside it (on the page object it names) needs no bytes put back first.
+    let nZero = 0;
+    const zs = j.zeroAt;
+    q = j.nZeros;
+    while (q > 0 && zs[q - 1] >= from) q--;
+    for (; q < j.nZeros && nZero < ZERO.length; q++) ZERO[nZero++] = zs[q];
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
@@ -576,7 +591,8 @@ export class Memory {
         if (p !== q) { this.put(key, p); this.dropSlots(key); remapped = true; }
       }
       const off = offs[i];
-      if (size === 8) { const dv = p.dv; dv.setInt32(off, j.vlo[i], true); dv.setInt32(off + 4, j.vhi[i], true); }
+      if (nZero !== 0 && i >= j.slowBelow && zeroed(j, nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      else if (size === 8) { const dv = p.dv; dv.setInt32(off, j.vlo[i], true); dv.setInt32(off + 4, j.vhi[i], true); }
       else if (size === 4) p.dv.setInt32(off, j.vlo[i], true);
       else if (size === 1) p.data[off] = j.vlo[i];
       else if (size <= 8) { const d = p.data, v = j.vlo[i], w = j.vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
@@ -598,9 +614,10 @@ export class Memory {
   /** Forgets the cached translations of page `key` (its slot in each TLB, when it holds it). */
   private dropSlots(key: number): void {
     const i = tlbSlot(key % 1048576);
-    if (this.rKey[i] === key) { this.rKey[i] = -1; this.rPage[i] = null; }
-    if (this.wKey[i] === key) { this.wKey[i] = -1; this.wPage[i] = null; }
-    if (this.xKey[i] === key) { this.xKey[i] = -1; this.xPage[i] = null; }
+    const pn = key % 1048576, hi = Math.floor(key / 1048576) | 0;
+    if (this.rPn[i] === pn && this.rHi[i] === hi) { this.rPn[i] = -1; this.rPage[i] = null; }
+    if (this.wPn[i] === pn && this.wHi[i] === hi) { this.wPn[i] = -1; this.wPage[i] = null; }
+    if (this.xPn[i] === pn && this.xHi[i] === hi) { this.xPn[i] = -1; this.xPage[i] = null; }
   }
 
   /** Keeps a zeroed page for reuse, with its decode cache emptied (its array kept when the offsets are known). */
@@ -624,6 +641,18 @@ export class Memory {
     p.epoch = this.epoch;
     return p;
   }
+}
+
+/** Zero-fill entries a rollback will undo (see rollback); a few are enough, the rest undo as usual. */
+const ZERO = new Int32Array(4);
+
+/** Whether one of the first `n` ZERO entries, older than entry i and on its page object, covers [off, off + size). */
+function zeroed(j: Journal, n: number, i: number, p: Page, off: number, size: number): boolean {
+  for (let k = 0; k < n; k++) {
+    const z = ZERO[k];
+    if (z < i && j.pages[z] === p && j.offs[z] <= off && off + size <= j.offs[z] + j.sizes[z]) return true;
+  }
+  return false;
 }
 
 /** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */
