@@ -64,7 +64,9 @@ export class Journal {
    * null when none may (another kind of entry came after it, a mark, a truncation, a page change).
    */
   private tailPage: Page | null = null;
-  private tailKey = 0;
+  /** The tail's page number as its int32 parts (lo >>> 12, hi), as Memory's writes have it. */
+  private tailPn = 0;
+  private tailHi = 0;
   private tailOff = 0;
   private tailW = 0;
   private tailRun = 0; // (1: the tail is a run already; a number, not a boolean: cheaper to test in V8)
@@ -81,9 +83,18 @@ export class Journal {
    * instead of adding one, unless a mark lies between them.
    */
   record(p: Page, key: number, off: number, size: number): void {
-    // (small, so that V8 inlines it into the writes: a push extends the run; the rest out of line)
-    if (p === this.tailPage && size === this.tailW && off + size === this.tailOff && key === this.tailKey) this.extend(p, off, size);
+    if (p === this.tailPage && size === this.tailW && off + size === this.tailOff && key % 1048576 === this.tailPn && (Math.floor(key / 1048576) | 0) === this.tailHi) this.extend(p, off, size);
     else this.add(p, key, off, size);
+  }
+
+  /**
+   * `record` for a write at the address (lo, hi) (int32 halves; `off` is its page offset):
+   * small, so that V8 inlines it into Memory's writes — a push extends the run, the rest goes
+   * out of line.
+   */
+  recordAt(p: Page, lo: number, hi: number, off: number, size: number): void {
+    if (p === this.tailPage && size === this.tailW && off + size === this.tailOff && lo >>> 12 === this.tailPn && (hi | 0) === this.tailHi) this.extend(p, off, size);
+    else this.add(p, (hi >>> 0) * 1048576 + (lo >>> 12), off, size);
   }
 
   /** A new entry for `record` (nothing once broken). */
@@ -102,7 +113,7 @@ export class Journal {
       this.vlo[i] = dv.getInt32(off, true);
       if (size === 8) this.vhi[i] = dv.getInt32(off + 4, true);
       // (not below slowBelow: it is i itself, so the page object is current)
-      this.tailPage = p; this.tailKey = key; this.tailOff = off; this.tailW = size; this.tailRun = 0;
+      this.tailPage = p; this.tailPn = key % 1048576; this.tailHi = Math.floor(key / 1048576) | 0; this.tailOff = off; this.tailW = size; this.tailRun = 0;
     } else {
       this.tailPage = null;
       if (size === 1) this.vlo[i] = p.data[off];

@@ -301,7 +301,7 @@ export class Memory {
   write8(lo: number, hi: number, v: number): void {
     const p = this.writePage(lo, hi, false);
     const off = lo & 4095;
-    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 1);
+    if (this.journal !== null) this.journal.recordAt(p, lo, hi, off, 1);
     p.data[off] = v;
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 1);
     if (this.watch !== null) this.watch(lo, hi, 1);
@@ -311,7 +311,7 @@ export class Memory {
     const off = lo & 4095;
     if (off > 4094) return this.writeSlow(lo, hi, 2, v, 0, stack);
     const p = this.writePage(lo, hi, stack);
-    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 2);
+    if (this.journal !== null) this.journal.recordAt(p, lo, hi, off, 2);
     p.dv.setUint16(off, v & 0xffff, true);
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 2);
     if (this.watch !== null) this.watch(lo, hi, 2);
@@ -321,8 +321,9 @@ export class Memory {
     const off = lo & 4095;
     if (off > 4092) return this.writeSlow(lo, hi, 4, v, 0, stack);
     const p = this.writePage(lo, hi, stack);
-    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 4);
-    p.dv.setInt32(off, v, true);
+    if (this.journal !== null) this.journal.recordAt(p, lo, hi, off, 4);
+    if ((off & 3) === 0) p.i32[off >> 2] = v; // (a word store: DataView's goes through a double)
+    else p.dv.setInt32(off, v, true);
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 4);
     if (this.watch !== null) this.watch(lo, hi, 4);
   }
@@ -331,9 +332,9 @@ export class Memory {
     const off = lo & 4095;
     if (off > 4088) return this.writeSlow(lo, hi, 8, vlo, vhi, stack);
     const p = this.writePage(lo, hi, stack);
-    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 8);
-    p.dv.setInt32(off, vlo, true);
-    p.dv.setInt32(off + 4, vhi, true);
+    if (this.journal !== null) this.journal.recordAt(p, lo, hi, off, 8);
+    if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo; w[q + 1] = vhi; } // (word stores: DataView's go through a double)
+    else { const dv = p.dv; dv.setInt32(off, vlo, true); dv.setInt32(off + 4, vhi, true); }
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 8);
     if (this.watch !== null) this.watch(lo, hi, 8);
   }
@@ -350,7 +351,7 @@ export class Memory {
       const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
       const b = k < 4 ? (vlo >>> (8 * k)) & 0xff : (vhi >>> (8 * (k - 4))) & 0xff;
       const p = pages[k];
-      if (this.journal !== null) this.journal.record(p, pageKey(l, h), l & 4095, 1);
+      if (this.journal !== null) this.journal.recordAt(p, l, h, l & 4095, 1);
       p.data[l & 4095] = b;
       if (p.code !== null || p.crossIn) this.invalidate(p, l, h, l & 4095, 1);
     }
@@ -592,8 +593,11 @@ export class Memory {
       }
       const off = offs[i];
       if (nZero !== 0 && i >= j.slowBelow && zeroed(j, nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
-      else if (size === 8) { const dv = p.dv; dv.setInt32(off, j.vlo[i], true); dv.setInt32(off + 4, j.vhi[i], true); }
-      else if (size === 4) p.dv.setInt32(off, j.vlo[i], true);
+      else if (size === 8) {
+        if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = j.vlo[i]; w[q + 1] = j.vhi[i]; }
+        else { const dv = p.dv; dv.setInt32(off, j.vlo[i], true); dv.setInt32(off + 4, j.vhi[i], true); }
+      }
+      else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = j.vlo[i]; else p.dv.setInt32(off, j.vlo[i], true); }
       else if (size === 1) p.data[off] = j.vlo[i];
       else if (size <= 8) { const d = p.data, v = j.vlo[i], w = j.vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
       else if (j.vhi[i] === 1) p.data.fill(0, off, off + size); // (recordZero)
