@@ -547,16 +547,17 @@ export class Memory {
     if (j === null) throw new UsageError("rollback: no journal attached");
     if (j.broken) throw new UsageError("rollback: the journal is broken (memory was restored from a snapshot, or it overflowed)");
     let remapped = false;
-    const old = j.old, keys = j.keys, offs = j.offs, sizes = j.sizes, at = j.at;
+    const old = j.old, keys = j.keys, offs = j.offs, sizes = j.sizes, at = j.at, vlo = j.vlo, vhi = j.vhi, pages = j.pages;
+    const slow = j.slowBelow; // (nothing below changes it before the end)
     // Pages mapped fresh after `mark` go back to the spare list below, their decode caches
     // emptied there (recycle): writes to them need no invalidation on the way.
     let nFresh = 0;
-    const maps = j.mapAt, from = Math.max(mark, j.slowBelow);
+    const maps = j.mapAt, from = Math.max(mark, slow);
     let q = j.nMaps;
     while (q > 0 && maps[q - 1] >= from) q--;
     for (; q < j.nMaps && nFresh < FRESH.length; q++) {
       const i = maps[q];
-      if (j.pages[i] === undefined) {
+      if (pages[i] === undefined) {
         const cur = this.index.get(keys[i]);
         if (cur !== undefined && cur.epoch === this.epoch) FRESH[nFresh++] = cur;
       }
@@ -571,7 +572,7 @@ export class Memory {
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
-        const prev = j.pages[i], cur = this.index.get(key);
+        const prev = pages[i], cur = this.index.get(key);
         // instructions of the page before that ran into this one go (invalidate's cross-in path)
         if (cur !== undefined && cur.crossIn) this.invalidate(cur, ((key % 1048576) << 12) | 0, Math.floor(key / 1048576) | 0, 0, 1);
         this.dropSlots(key);
@@ -583,8 +584,8 @@ export class Memory {
         remapped = true;
         continue;
       }
-      let p = j.pages[i] as Page;
-      if (i < j.slowBelow) {
+      let p = pages[i] as Page;
+      if (i < slow) {
         // the recorded object may have been replaced or be shared with a snapshot since
         const q = this.index.get(key);
         if (q === undefined) continue;
@@ -592,19 +593,19 @@ export class Memory {
         if (p !== q) { this.put(key, p); this.dropSlots(key); remapped = true; }
       }
       const off = offs[i];
-      if (nZero !== 0 && i >= j.slowBelow && zeroed(j, nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      if (nZero !== 0 && i >= slow && zeroed(j, nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
       else if (size === 8) {
-        if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = j.vlo[i]; w[q + 1] = j.vhi[i]; }
-        else { const dv = p.dv; dv.setInt32(off, j.vlo[i], true); dv.setInt32(off + 4, j.vhi[i], true); }
+        if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
+        else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
       }
-      else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = j.vlo[i]; else p.dv.setInt32(off, j.vlo[i], true); }
-      else if (size === 1) p.data[off] = j.vlo[i];
-      else if (size <= 8) { const d = p.data, v = j.vlo[i], w = j.vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
-      else if (j.vhi[i] === 1) p.data.fill(0, off, off + size); // (recordZero)
-      else if (j.vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
+      else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = vlo[i]; else p.dv.setInt32(off, vlo[i], true); }
+      else if (size === 1) p.data[off] = vlo[i];
+      else if (size <= 8) { const d = p.data, v = vlo[i], w = vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
+      else if (vhi[i] === 1) p.data.fill(0, off, off + size); // (recordZero)
+      else if (vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
-      if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= j.slowBelow && isFresh(p, nFresh))) {
+      if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
         const hi = Math.floor(key / 1048576) | 0, lo = (((key % 1048576) << 12) | off) | 0;
         this.invalidate(p, lo, hi, off, size);
       }
