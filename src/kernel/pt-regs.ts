@@ -55,6 +55,12 @@ export class PtRegs {
   get word(): 4 | 8 { return this.wide ? 8 : 4; }
 
   offsetOf(f: PtRegsField): number {
+    // the fields every trap reads and writes first, by comparison with the literal (a keyed
+    // load with a variable name is a dictionary look-up in V8)
+    if (f === "ip") return this.wide ? PT_REGS_64.ip : PT_REGS_32.ip;
+    if (f === "sp") return this.wide ? PT_REGS_64.sp : PT_REGS_32.sp;
+    if (f === "cs") return this.wide ? PT_REGS_64.cs : PT_REGS_32.cs;
+    if (f === "flags") return this.wide ? PT_REGS_64.flags : PT_REGS_32.flags;
     const o = this.table[f];
     if (o === undefined) throw new RangeError(`pt_regs has no field ${f} on ${this.m.bits}-bit`);
     return o;

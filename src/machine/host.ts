@@ -19,7 +19,11 @@ const ARG_REGS: Record<"sysv64" | "regparm3", number[]> = {
 export class HostCall {
   /** Set by a function that does not return (like die()): the machine skips the `ret`. */
   noReturn = false;
-  constructor(readonly cpu: Cpu, readonly conv: CallingConvention, readonly name: string) {}
+  /** The argument registers of `conv` (empty for cdecl), looked up once. */
+  private readonly regs: readonly number[];
+  constructor(readonly cpu: Cpu, readonly conv: CallingConvention, readonly name: string) {
+    this.regs = conv === "cdecl" ? [] : ARG_REGS[conv];
+  }
   get mem(): Memory { return this.cpu.mem; }
 
   /** Argument i as an unsigned bigint (pointer-width). */
@@ -37,11 +41,11 @@ export class HostCall {
   /** Low and high int32 halves of argument i (no BigInt; for hot host code). */
   argLo(i: number): number {
     if (this.conv === "cdecl") return this.cpu.mem.read32((this.cpu.lo[4] + 4 * (i + 1)) | 0, 0, true);
-    return this.cpu.lo[ARG_REGS[this.conv][i]];
+    return this.cpu.lo[this.regs[i]];
   }
   argHi(i: number): number {
     if (this.conv === "cdecl" || this.cpu.bits === 32) return 0;
-    return this.cpu.hi[ARG_REGS[this.conv][i]];
+    return this.cpu.hi[this.regs[i]];
   }
 }
 

@@ -27,13 +27,14 @@ export class Journal {
   /**
    * Per entry of at most 8 bytes: the old bytes as little-endian int32 halves. Longer entries
    * say in `vhi` where their old bytes are: 0 in `old` from `at`, 1 nowhere (they were zeros,
-   * recordZero), 2 in `old` from `at` as a run's 8-byte chunks in write order (extend).
+   * recordZero), 2 (3) in `old` from `at` as a run's 8-byte (4-byte) chunks in write order (extend).
    */
   vlo = new Int32Array(256);
   vhi = new Int32Array(256);
   /** The old bytes of entries longer than 8 bytes, entry after entry. */
   old = new Uint8Array(16384);
-  private oldDv = new DataView(this.old.buffer);
+  /** `old` as int32 words (little-endian, as x86 and every platform Node runs on here): runs' chunks are word-aligned. */
+  private oldW = new Int32Array(this.old.buffer);
   /** Bytes used in `old`. */
   nb = 0;
   /**
@@ -44,20 +45,31 @@ export class Journal {
   /** Indices of the mapping-change entries, ascending (the first `nMaps`). */
   mapAt = new Int32Array(16);
   nMaps = 0;
-  /** The memory was restored from a snapshot: the entries no longer describe it. */
-  broken = false;
+  /** Indices of the zero-fill entries (recordZero), ascending (the first `nZeros`). */
+  zeroAt = new Int32Array(16);
+  nZeros = 0;
+  /** The memory was restored from a snapshot (or the journal overflowed): the entries no longer describe it. */
+  get broken(): boolean { return this.isBroken; }
+  set broken(v: boolean) {
+    this.isBroken = v;
+    if (v) this.tailPage = null; // (record's inlined run extension checks only the tail)
+  }
+  private isBroken = false;
   /** More entries than this break the journal (a long program run while attached). */
   limit = 1 << 18;
 
   /**
-   * The last entry when an 8-byte write just below it may extend it (see `record`): its
-   * page, key and lowest offset, and whether it is a run already; null when it may not
-   * (another kind of entry came after it, or a mark, a truncation, a page change).
+   * The last entry when a write of `tailW` bytes (4 or 8) just below it may extend it (see
+   * `record`): its page, key and lowest offset, and whether it is a run already; tailPage is
+   * null when none may (another kind of entry came after it, a mark, a truncation, a page change).
    */
   private tailPage: Page | null = null;
-  private tailKey = 0;
+  /** The tail's page number as its int32 parts (lo >>> 12, hi), as Memory's writes have it. */
+  private tailPn = 0;
+  private tailHi = 0;
   private tailOff = 0;
-  private tailRun = false;
+  private tailW = 0;
+  private tailRun = 0; // (1: the tail is a run already; a number, not a boolean: cheaper to test in V8)
   /** `old.length`, kept as a number. */
   private oldCap = 16384;
 
@@ -66,13 +78,28 @@ export class Journal {
 
   /**
    * Records the `size` bytes at `off` of `p` (page `key`) before they are overwritten.
-   * An 8-byte write just below the last entry's 8-byte write(s) on the same page — a stack
-   * growing down: a push, a frame — extends that entry (a "run", see `vhi`) instead of
-   * adding one, unless a mark lies between them.
+   * A write of 8 (or 4) bytes just below the last entry's writes of that size on the same
+   * page — a stack growing down: pushes, a frame — extends that entry (a "run", see `vhi`)
+   * instead of adding one, unless a mark lies between them.
    */
   record(p: Page, key: number, off: number, size: number): void {
+    if (p === this.tailPage && size === this.tailW && off + size === this.tailOff && key % 1048576 === this.tailPn && (Math.floor(key / 1048576) | 0) === this.tailHi) this.extend(p, off, size);
+    else this.add(p, key, off, size);
+  }
+
+  /**
+   * `record` for a write at the address (lo, hi) (int32 halves; `off` is its page offset):
+   * small, so that V8 inlines it into Memory's writes — a push extends the run, the rest goes
+   * out of line.
+   */
+  recordAt(p: Page, lo: number, hi: number, off: number, size: number): void {
+    if (p === this.tailPage && size === this.tailW && off + size === this.tailOff && lo >>> 12 === this.tailPn && (hi | 0) === this.tailHi) this.extend(p, off, size);
+    else this.add(p, (hi >>> 0) * 1048576 + (lo >>> 12), off, size);
+  }
+
+  /** A new entry for `record` (nothing once broken). */
+  private add(p: Page, key: number, off: number, size: number): void {
     if (this.broken) return;
-    if (size === 8 && p === this.tailPage && off + 8 === this.tailOff && key === this.tailKey) { this.extend(p, off); return; }
     const i = this.n;
     if (i === this.keys.length) this.grow();
     this.pages[i] = p;
@@ -81,14 +108,15 @@ export class Journal {
     this.sizes[i] = size;
     const b = this.nb;
     this.at[i] = b;
-    if (size === 8) {
-      const dv = p.dv; this.vlo[i] = dv.getInt32(off, true); this.vhi[i] = dv.getInt32(off + 4, true);
+    if (size === 8 || size === 4) {
+      const dv = p.dv;
+      this.vlo[i] = dv.getInt32(off, true);
+      if (size === 8) this.vhi[i] = dv.getInt32(off + 4, true);
       // (not below slowBelow: it is i itself, so the page object is current)
-      this.tailPage = p; this.tailKey = key; this.tailOff = off; this.tailRun = false;
+      this.tailPage = p; this.tailPn = key % 1048576; this.tailHi = Math.floor(key / 1048576) | 0; this.tailOff = off; this.tailW = size; this.tailRun = 0;
     } else {
       this.tailPage = null;
-      if (size === 4) this.vlo[i] = p.dv.getInt32(off, true);
-      else if (size === 1) this.vlo[i] = p.data[off];
+      if (size === 1) this.vlo[i] = p.data[off];
       else if (size === 2) this.vlo[i] = p.dv.getUint16(off, true);
       else if (size < 8) {
         // bytes 0–3 in vlo, 4–6 in vhi (as oldByte reads them)
@@ -99,12 +127,12 @@ export class Journal {
         this.vlo[i] = v; this.vhi[i] = w;
       }
       else {
-        this.vhi[i] = 0; // (1: the old bytes were zeros and are not kept, see recordZero; 2: a run, see extend)
+        this.vhi[i] = 0; // (1: the old bytes were zeros and are not kept, see recordZero; 2 and 3: a run, see extend)
         if (b + size > this.oldCap) this.growBytes(b + size);
         const o = this.old, d = p.data;
         if (size <= 64) for (let k = 0; k < size; k++) o[b + k] = d[off + k]; // (cheaper than a subarray view)
         else o.set(d.subarray(off, off + size), b);
-        this.nb = b + size;
+        this.nb = (b + size + 3) & ~3; // (runs keep their chunks on word boundaries)
       }
     }
     this.n = i + 1;
@@ -112,35 +140,54 @@ export class Journal {
   }
 
   /**
-   * Extends the last entry (the tail: an 8-byte entry or a run, starting at off + 8) down to
-   * `off`. A run keeps its old bytes in `old` as 8-byte chunks in write order (chunk c covers
-   * the page bytes [top - 8c, top - 8c + 8), top = off + size - 8), ending at `nb`.
+   * Extends the last entry (the tail, starting at off + w) down to `off` by a write of
+   * `w` bytes (its tailW). While the entry is at most 8 bytes it stays a plain one (old bytes
+   * in vlo/vhi: two 4-byte writes make an 8-byte entry); past that it is a run, which keeps
+   * its old bytes in `old` as w-byte chunks in write order (chunk c covers the page bytes
+   * [top - w·c, top - w·c + w), top = off + size - w), ending at `nb`; `vhi` says 2 for
+   * 8-byte chunks, 3 for 4-byte ones.
    */
-  private extend(p: Page, off: number): void {
-    const q = this.n - 1, b = this.nb;
-    if (b + 16 > this.oldCap) this.growBytes(b + 16);
-    const o = this.oldDv;
-    let c = b;
-    if (!this.tailRun) {
-      o.setInt32(b, this.vlo[q], true); o.setInt32(b + 4, this.vhi[q], true); // chunk 0: the entry's own old bytes (at[q] is b)
-      this.vhi[q] = 2;
-      this.tailRun = true;
-      c = b + 8;
+  private extend(p: Page, off: number, w: number): void {
+    const q = this.n - 1, dv = p.dv;
+    if (w === 4 && this.sizes[q] === 4) {
+      // two 4-byte writes: an 8-byte entry, the first write's old bytes the upper half
+      this.vhi[q] = this.vlo[q];
+      this.vlo[q] = dv.getInt32(off, true);
+      this.offs[q] = off;
+      this.sizes[q] = 8;
+      this.tailOff = off;
+      return;
     }
-    const dv = p.dv;
-    o.setInt32(c, dv.getInt32(off, true), true); o.setInt32(c + 4, dv.getInt32(off + 4, true), true);
+    const b = this.nb;
+    if (b + 16 > this.oldCap) this.growBytes(b + 16);
+    const o = this.oldW;
+    let c = b >> 2; // (b is word-aligned)
+    if (this.tailRun === 0) {
+      // chunks 0.. (at[q] is b): the entry's own old bytes, upper chunk first
+      if (w === 8) { o[c] = this.vlo[q]; o[c + 1] = this.vhi[q]; this.vhi[q] = 2; }
+      else { o[c] = this.vhi[q]; o[c + 1] = this.vlo[q]; this.vhi[q] = 3; }
+      c += 2;
+      this.tailRun = 1;
+    }
+    o[c] = dv.getInt32(off, true);
+    if (w === 8) o[c + 1] = dv.getInt32(off + 4, true);
     this.offs[q] = off;
-    this.sizes[q] += 8;
-    this.nb = c + 8;
+    this.sizes[q] += w;
+    this.nb = 4 * c + w;
     this.tailOff = off;
   }
 
-  /** Puts a run's old bytes (entry i, vhi 2) back into the page's `dv`. */
+  /** Puts a run's old bytes (entry i, vhi 2 or 3) back into the page's `dv`. */
   undoRun(i: number, dv: DataView): void {
-    const o = this.oldDv, a = this.at[i], off = this.offs[i];
-    for (let c = 0, t = off + this.sizes[i] - 8; t >= off; c += 8, t -= 8) {
-      dv.setInt32(t, o.getInt32(a + c, true), true);
-      dv.setInt32(t + 4, o.getInt32(a + c + 4, true), true);
+    const o = this.oldW, off = this.offs[i];
+    let c = this.at[i] >> 2;
+    if (this.vhi[i] === 2) {
+      for (let t = off + this.sizes[i] - 8; t >= off; c += 2, t -= 8) {
+        dv.setInt32(t, o[c], true);
+        dv.setInt32(t + 4, o[c + 1], true);
+      }
+    } else {
+      for (let t = off + this.sizes[i] - 4; t >= off; c++, t -= 4) dv.setInt32(t, o[c], true);
     }
   }
 
@@ -159,6 +206,8 @@ export class Journal {
     this.at[i] = this.nb;
     this.vhi[i] = 1;
     this.tailPage = null;
+    if (this.nZeros === this.zeroAt.length) { const a = new Int32Array(2 * this.nZeros); a.set(this.zeroAt); this.zeroAt = a; }
+    this.zeroAt[this.nZeros++] = i;
     this.n = i + 1;
     if (i >= this.limit) this.broken = true;
   }
@@ -170,7 +219,8 @@ export class Journal {
       const f = this.vhi[i];
       if (f === 0) return this.old[this.at[i] + k];
       if (f === 1) return 0;
-      return this.old[this.at[i] + size - 8 - (k & ~7) + (k & 7)]; // a run: byte k is in chunk (size - 8 - (k & ~7)) / 8
+      if (f === 2) return this.old[this.at[i] + size - 8 - (k & ~7) + (k & 7)]; // a run: byte k is in chunk (size - 8 - (k & ~7)) / 8
+      return this.old[this.at[i] + size - 4 - (k & ~3) + (k & 3)]; // (4-byte chunks)
     }
     return k < 4 ? (this.vlo[i] >>> (8 * k)) & 0xff : (this.vhi[i] >>> (8 * (k - 4))) & 0xff;
   }
@@ -205,6 +255,7 @@ export class Journal {
     this.nb = this.at[mark];
     this.n = mark;
     while (this.nMaps > 0 && this.mapAt[this.nMaps - 1] >= mark) this.nMaps--;
+    while (this.nZeros > 0 && this.zeroAt[this.nZeros - 1] >= mark) this.nZeros--;
   }
 
   /** Page objects recorded so far may be replaced from now on (a snapshot or a remap). */
@@ -218,6 +269,7 @@ export class Journal {
     this.n = 0;
     this.nb = 0;
     this.nMaps = 0;
+    this.nZeros = 0;
     this.tailPage = null;
     this.slowBelow = 0;
     this.broken = false;
@@ -237,6 +289,6 @@ export class Journal {
   private growBytes(need: number): void {
     let n = this.old.length * 2;
     while (n < need) n *= 2;
-    const o = new Uint8Array(n); o.set(this.old); this.old = o; this.oldDv = new DataView(o.buffer); this.oldCap = n;
+    const o = new Uint8Array(n); o.set(this.old); this.old = o; this.oldW = new Int32Array(o.buffer); this.oldCap = n;
   }
 }

@@ -50,12 +50,17 @@ export class Memory {
   /** Zeroed pages left by rollback, reused by `map`. */
   private readonly spare: Page[] = [];
 
-  private readonly rKey = new Float64Array(TLB).fill(-1);
+  // The TLBs: per slot the page number as its int32 parts — `lo >>> 12` (-1: empty) and `hi` —
+  // (compared without making the near-2^52 page key, a double), and the page.
+  private readonly rPn = new Int32Array(TLB).fill(-1);
+  private readonly rHi = new Int32Array(TLB);
   private readonly rPage: (Page | null)[] = new Array<Page | null>(TLB).fill(null);
-  private readonly wKey = new Float64Array(TLB).fill(-1);
+  private readonly wPn = new Int32Array(TLB).fill(-1);
+  private readonly wHi = new Int32Array(TLB);
   private readonly wPage: (Page | null)[] = new Array<Page | null>(TLB).fill(null);
   /** Instruction fetches: pages that passed the fetch checks (present, U at CPL 3, X) at the current privilege. */
-  private readonly xKey = new Float64Array(TLB).fill(-1);
+  private readonly xPn = new Int32Array(TLB).fill(-1);
+  private readonly xHi = new Int32Array(TLB);
   private readonly xPage: (Page | null)[] = new Array<Page | null>(TLB).fill(null);
 
   // ---- mapping -------------------------------------------------------------------------
@@ -144,9 +149,9 @@ export class Memory {
 
   /** Forgets cached translations (after a mapping, privilege or snapshot change). */
   flush(): void {
-    this.rKey.fill(-1);
-    this.wKey.fill(-1);
-    this.xKey.fill(-1);
+    this.rPn.fill(-1);
+    this.wPn.fill(-1);
+    this.xPn.fill(-1);
   }
 
   // ---- snapshots -----------------------------------------------------------------------
@@ -171,10 +176,18 @@ export class Memory {
 
   /** The page for a fetch/read at the current privilege, or a thrown #PF/#GP. */
   readPage(lo: number, hi: number, fetch: boolean, stack: boolean): Page {
+    // (the TLB hit stays small so that V8 inlines it into the accesses; misses go out of line)
+    const pn = lo >>> 12;
+    const i = tlbSlot(pn);
+    if (fetch) { if (this.xPn[i] === pn && this.xHi[i] === (hi | 0)) return this.xPage[i] as Page; }
+    else if (this.rPn[i] === pn && this.rHi[i] === (hi | 0)) return this.rPage[i] as Page;
+    return this.readMiss(lo, hi, fetch, stack);
+  }
+
+  /** readPage past the TLB: the checks, then the TLB fill. */
+  private readMiss(lo: number, hi: number, fetch: boolean, stack: boolean): Page {
     const key = (hi >>> 0) * 1048576 + (lo >>> 12);
     const i = tlbSlot(lo >>> 12);
-    if (fetch) { if (this.xKey[i] === key) return this.xPage[i] as Page; }
-    else if (this.rKey[i] === key) return this.rPage[i] as Page;
     if (!isCanonical(lo, hi)) throw new CpuFault(stack ? Vec.SS : Vec.GP, 0, undefined, `non-canonical address ${hexAddr(lo, hi)}`);
     const p = this.index.get(key);
     const u = this.user ? PF.U : 0;
@@ -183,20 +196,29 @@ export class Memory {
     if (this.user && !(p.perm & Perm.U)) throw new CpuFault(Vec.PF, PF.P | u | why, toBig(lo, hi));
     if (fetch) {
       if (!(p.perm & Perm.X)) throw new CpuFault(Vec.PF, PF.P | u | PF.I, toBig(lo, hi));
-      this.xKey[i] = key;
+      this.xPn[i] = lo >>> 12;
+      this.xHi[i] = hi;
       this.xPage[i] = p;
       return p;
     }
-    this.rKey[i] = key;
+    this.rPn[i] = lo >>> 12;
+    this.rHi[i] = hi;
     this.rPage[i] = p;
     return p;
   }
 
   /** The page for a write, copied first if shared with a snapshot. */
   writePage(lo: number, hi: number, stack: boolean): Page {
+    const pn = lo >>> 12;
+    const i = tlbSlot(pn);
+    if (this.wPn[i] === pn && this.wHi[i] === (hi | 0)) return this.wPage[i] as Page;
+    return this.writeMiss(lo, hi, stack);
+  }
+
+  /** writePage past the TLB: the checks, the copy-on-write, then the TLB fill (pages holding code stay out of it). */
+  private writeMiss(lo: number, hi: number, stack: boolean): Page {
     const key = (hi >>> 0) * 1048576 + (lo >>> 12);
     const i = tlbSlot(lo >>> 12);
-    if (this.wKey[i] === key) return this.wPage[i] as Page;
     if (!isCanonical(lo, hi)) throw new CpuFault(stack ? Vec.SS : Vec.GP, 0, undefined, `non-canonical address ${hexAddr(lo, hi)}`);
     let p = this.index.get(key);
     const u = this.user ? PF.U : 0;
@@ -207,11 +229,12 @@ export class Memory {
       p = p.copyFor(this.epoch);
       this.put(key, p);
       if (had) this.gen++;
-      this.rKey[i] = -1;
-      this.xKey[i] = -1;
+      this.rPn[i] = -1;
+      this.xPn[i] = -1;
     }
     if (p.code === null && !p.crossIn) {
-      this.wKey[i] = key;
+      this.wPn[i] = lo >>> 12;
+      this.wHi[i] = hi;
       this.wPage[i] = p;
     }
     return p;
@@ -219,7 +242,7 @@ export class Memory {
 
   /** Called when code is decoded into `p`: its writes must now take the invalidating path. */
   codeAdded(): void {
-    this.wKey.fill(-1);
+    this.wPn.fill(-1);
   }
 
   // ---- reads ---------------------------------------------------------------------------
@@ -278,7 +301,7 @@ export class Memory {
   write8(lo: number, hi: number, v: number): void {
     const p = this.writePage(lo, hi, false);
     const off = lo & 4095;
-    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 1);
+    if (this.journal !== null) this.journal.recordAt(p, lo, hi, off, 1);
     p.data[off] = v;
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 1);
     if (this.watch !== null) this.watch(lo, hi, 1);
@@ -288,7 +311,7 @@ export class Memory {
     const off = lo & 4095;
     if (off > 4094) return this.writeSlow(lo, hi, 2, v, 0, stack);
     const p = this.writePage(lo, hi, stack);
-    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 2);
+    if (this.journal !== null) this.journal.recordAt(p, lo, hi, off, 2);
     p.dv.setUint16(off, v & 0xffff, true);
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 2);
     if (this.watch !== null) this.watch(lo, hi, 2);
@@ -298,8 +321,9 @@ export class Memory {
     const off = lo & 4095;
     if (off > 4092) return this.writeSlow(lo, hi, 4, v, 0, stack);
     const p = this.writePage(lo, hi, stack);
-    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 4);
-    p.dv.setInt32(off, v, true);
+    if (this.journal !== null) this.journal.recordAt(p, lo, hi, off, 4);
+    if ((off & 3) === 0) p.i32[off >> 2] = v; // (a word store: DataView's goes through a double)
+    else p.dv.setInt32(off, v, true);
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 4);
     if (this.watch !== null) this.watch(lo, hi, 4);
   }
@@ -308,9 +332,9 @@ export class Memory {
     const off = lo & 4095;
     if (off > 4088) return this.writeSlow(lo, hi, 8, vlo, vhi, stack);
     const p = this.writePage(lo, hi, stack);
-    if (this.journal !== null) this.journal.record(p, pageKey(lo, hi), off, 8);
-    p.dv.setInt32(off, vlo, true);
-    p.dv.setInt32(off + 4, vhi, true);
+    if (this.journal !== null) this.journal.recordAt(p, lo, hi, off, 8);
+    if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo; w[q + 1] = vhi; } // (word stores: DataView's go through a double)
+    else { const dv = p.dv; dv.setInt32(off, vlo, true); dv.setInt32(off + 4, vhi, true); }
     if (p.code !== null || p.crossIn) this.invalidate(p, lo, hi, off, 8);
     if (this.watch !== null) this.watch(lo, hi, 8);
   }
@@ -327,7 +351,7 @@ export class Memory {
       const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
       const b = k < 4 ? (vlo >>> (8 * k)) & 0xff : (vhi >>> (8 * (k - 4))) & 0xff;
       const p = pages[k];
-      if (this.journal !== null) this.journal.record(p, pageKey(l, h), l & 4095, 1);
+      if (this.journal !== null) this.journal.recordAt(p, l, h, l & 4095, 1);
       p.data[l & 4095] = b;
       if (p.code !== null || p.crossIn) this.invalidate(p, l, h, l & 4095, 1);
     }
@@ -508,7 +532,7 @@ export class Memory {
   /** Called when code is decoded into the page at (lo, hi): only its write-TLB slot must go. */
   codeAddedAt(lo: number, hi: number): void {
     const i = tlbSlot(lo >>> 12);
-    if (this.wKey[i] === (hi >>> 0) * 1048576 + (lo >>> 12)) this.wKey[i] = -1;
+    if (this.wPn[i] === lo >>> 12 && this.wHi[i] === (hi | 0)) this.wPn[i] = -1;
   }
 
   // ---- the write journal -----------------------------------------------------------------
@@ -523,24 +547,32 @@ export class Memory {
     if (j === null) throw new UsageError("rollback: no journal attached");
     if (j.broken) throw new UsageError("rollback: the journal is broken (memory was restored from a snapshot, or it overflowed)");
     let remapped = false;
-    const old = j.old, keys = j.keys, offs = j.offs, sizes = j.sizes, at = j.at;
+    const old = j.old, keys = j.keys, offs = j.offs, sizes = j.sizes, at = j.at, vlo = j.vlo, vhi = j.vhi, pages = j.pages;
+    const slow = j.slowBelow; // (nothing below changes it before the end)
     // Pages mapped fresh after `mark` go back to the spare list below, their decode caches
     // emptied there (recycle): writes to them need no invalidation on the way.
     let nFresh = 0;
-    const maps = j.mapAt, from = Math.max(mark, j.slowBelow);
+    const maps = j.mapAt, from = Math.max(mark, slow);
     let q = j.nMaps;
     while (q > 0 && maps[q - 1] >= from) q--;
     for (; q < j.nMaps && nFresh < FRESH.length; q++) {
       const i = maps[q];
-      if (j.pages[i] === undefined) {
+      if (pages[i] === undefined) {
         const cur = this.index.get(keys[i]);
         if (cur !== undefined && cur.epoch === this.epoch) FRESH[nFresh++] = cur;
       }
     }
+    // Zero fills after `mark` (recordZero): undoing one writes zeros over its range, so a
+    // later entry wholly inside it (on the page object it names) needs no bytes put back first.
+    let nZero = 0;
+    const zs = j.zeroAt;
+    q = j.nZeros;
+    while (q > 0 && zs[q - 1] >= from) q--;
+    for (; q < j.nZeros && nZero < ZERO.length; q++) ZERO[nZero++] = zs[q];
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
-        const prev = j.pages[i], cur = this.index.get(key);
+        const prev = pages[i], cur = this.index.get(key);
         // instructions of the page before that ran into this one go (invalidate's cross-in path)
         if (cur !== undefined && cur.crossIn) this.invalidate(cur, ((key % 1048576) << 12) | 0, Math.floor(key / 1048576) | 0, 0, 1);
         this.dropSlots(key);
@@ -552,8 +584,8 @@ export class Memory {
         remapped = true;
         continue;
       }
-      let p = j.pages[i] as Page;
-      if (i < j.slowBelow) {
+      let p = pages[i] as Page;
+      if (i < slow) {
         // the recorded object may have been replaced or be shared with a snapshot since
         const q = this.index.get(key);
         if (q === undefined) continue;
@@ -561,15 +593,19 @@ export class Memory {
         if (p !== q) { this.put(key, p); this.dropSlots(key); remapped = true; }
       }
       const off = offs[i];
-      if (size === 8) { const dv = p.dv; dv.setInt32(off, j.vlo[i], true); dv.setInt32(off + 4, j.vhi[i], true); }
-      else if (size === 4) p.dv.setInt32(off, j.vlo[i], true);
-      else if (size === 1) p.data[off] = j.vlo[i];
-      else if (size <= 8) { const d = p.data, v = j.vlo[i], w = j.vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
-      else if (j.vhi[i] === 1) p.data.fill(0, off, off + size); // (recordZero)
-      else if (j.vhi[i] === 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
+      if (nZero !== 0 && i >= slow && zeroed(j, nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      else if (size === 8) {
+        if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
+        else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
+      }
+      else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = vlo[i]; else p.dv.setInt32(off, vlo[i], true); }
+      else if (size === 1) p.data[off] = vlo[i];
+      else if (size <= 8) { const d = p.data, v = vlo[i], w = vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
+      else if (vhi[i] === 1) p.data.fill(0, off, off + size); // (recordZero)
+      else if (vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
-      if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= j.slowBelow && isFresh(p, nFresh))) {
+      if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
         const hi = Math.floor(key / 1048576) | 0, lo = (((key % 1048576) << 12) | off) | 0;
         this.invalidate(p, lo, hi, off, size);
       }
@@ -583,9 +619,10 @@ export class Memory {
   /** Forgets the cached translations of page `key` (its slot in each TLB, when it holds it). */
   private dropSlots(key: number): void {
     const i = tlbSlot(key % 1048576);
-    if (this.rKey[i] === key) { this.rKey[i] = -1; this.rPage[i] = null; }
-    if (this.wKey[i] === key) { this.wKey[i] = -1; this.wPage[i] = null; }
-    if (this.xKey[i] === key) { this.xKey[i] = -1; this.xPage[i] = null; }
+    const pn = key % 1048576, hi = Math.floor(key / 1048576) | 0;
+    if (this.rPn[i] === pn && this.rHi[i] === hi) { this.rPn[i] = -1; this.rPage[i] = null; }
+    if (this.wPn[i] === pn && this.wHi[i] === hi) { this.wPn[i] = -1; this.wPage[i] = null; }
+    if (this.xPn[i] === pn && this.xHi[i] === hi) { this.xPn[i] = -1; this.xPage[i] = null; }
   }
 
   /** Keeps a zeroed page for reuse, with its decode cache emptied (its array kept when the offsets are known). */
@@ -609,6 +646,18 @@ export class Memory {
     p.epoch = this.epoch;
     return p;
   }
+}
+
+/** Zero-fill entries a rollback will undo (see rollback); a few are enough, the rest undo as usual. */
+const ZERO = new Int32Array(4);
+
+/** Whether one of the first `n` ZERO entries, older than entry i and on its page object, covers [off, off + size). */
+function zeroed(j: Journal, n: number, i: number, p: Page, off: number, size: number): boolean {
+  for (let k = 0; k < n; k++) {
+    const z = ZERO[k];
+    if (z < i && j.pages[z] === p && j.offs[z] <= off && off + size <= j.offs[z] + j.sizes[z]) return true;
+  }
+  return false;
 }
 
 /** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */

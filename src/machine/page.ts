@@ -4,6 +4,10 @@ import type { Insn } from "./insn.js";
 export const Perm = { R: 1, W: 2, X: 4, U: 8 } as const;
 export const PAGE_SIZE = 4096;
 
+// Word views of page bytes read them as x86 does only on a little-endian host (every platform
+// Node runs on here); refuse to run elsewhere rather than be silently wrong.
+if (new Uint8Array(Uint32Array.of(1).buffer)[0] !== 1) throw new Error("int3bed needs a little-endian host");
+
 let nextEpoch = 1;
 /** A fresh epoch: pages stamped with another epoch are shared and copied before a write. */
 export function freshEpoch(): number {
@@ -14,6 +18,8 @@ export function freshEpoch(): number {
 export class Page {
   readonly data: Uint8Array;
   readonly dv: DataView;
+  /** `data` as little-endian int32 words (for aligned word stores; see the check below). */
+  readonly i32: Int32Array;
   /** Decoded instructions by start offset; null when nothing here was decoded. */
   code: (Insn | undefined)[] | null = null;
   /** An instruction decoded in the previous page runs into this one. */
@@ -48,8 +54,10 @@ export class Page {
     /** The memory epoch that owns this page object; others must copy before writing. */
     public epoch: number,
   ) {
+    if ((data.byteOffset & 3) !== 0 || data.byteLength !== PAGE_SIZE) throw new RangeError("a page is 4096 bytes on a word boundary");
     this.data = data;
     this.dv = new DataView(data.buffer, data.byteOffset, data.byteLength);
+    this.i32 = new Int32Array(data.buffer, data.byteOffset, PAGE_SIZE >> 2);
   }
 
   /** A private copy owned by `epoch`; the decode cache moves with it. */

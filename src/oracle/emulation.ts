@@ -229,20 +229,25 @@ const SITE_BYTES: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
 /** realBytesHlt written into `out`; returns the count. */
 function realBytesHltInto(out: number[], kind: PatchKind, cc: number, siteLo: number, targetLo: number): number {
   const r = (targetLo - siteLo - INSN_LENGTH[kind]) | 0;
-  const put = (a: number, b: number, c: number, d: number, e: number, f: number, g: number): number => {
-    out[0] = a; out[1] = b; out[2] = c; out[3] = d; out[4] = e; out[5] = f; out[6] = g;
-    return 0;
-  };
+  const r0 = r & 0xff, r1 = (r >>> 8) & 0xff, r2 = (r >>> 16) & 0xff, r3 = r >>> 24;
+  let n: number;
   switch (kind) {
-    case "call": put(0xe8, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4, 0); return 6;
-    case "jmp32": put(0xe9, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4, 0); return 6;
-    case "jmp8": put(0xeb, r & 0xff, 0xf4, 0, 0, 0, 0); return 3;
-    case "nop2": put(0x66, 0x90, 0xf4, 0, 0, 0, 0); return 3;
-    case "nop5": put(0x0f, 0x1f, 0x44, 0x00, 0x00, 0xf4, 0); return 6;
-    case "ret": put(0xc3, 0xf4, 0, 0, 0, 0, 0); return 2;
-    case "jcc8": put(0x70 | cc, r & 0xff, 0xf4, 0, 0, 0, 0); return 3;
-    case "jcc32": put(0x0f, 0x80 | cc, r & 0xff, (r >>> 8) & 0xff, (r >>> 16) & 0xff, r >>> 24, 0xf4); return 7;
+    case "call": n = put(out, 0xe8, r0, r1, r2, r3, 0xf4, 0, 6); break;
+    case "jmp32": n = put(out, 0xe9, r0, r1, r2, r3, 0xf4, 0, 6); break;
+    case "jmp8": n = put(out, 0xeb, r0, 0xf4, 0, 0, 0, 0, 3); break;
+    case "nop2": n = put(out, 0x66, 0x90, 0xf4, 0, 0, 0, 0, 3); break;
+    case "nop5": n = put(out, 0x0f, 0x1f, 0x44, 0x00, 0x00, 0xf4, 0, 6); break;
+    case "ret": n = put(out, 0xc3, 0xf4, 0, 0, 0, 0, 0, 2); break;
+    case "jcc8": n = put(out, 0x70 | cc, r0, 0xf4, 0, 0, 0, 0, 3); break;
+    case "jcc32": n = put(out, 0x0f, 0x80 | cc, r0, r1, r2, r3, 0xf4, 7); break;
   }
+  return n;
+}
+
+/** Bytes a..g into out[0..6]; returns `n` (no closure per call). */
+function put(out: number[], a: number, b: number, c: number, d: number, e: number, f: number, g: number, n: number): number {
+  out[0] = a; out[1] = b; out[2] = c; out[3] = d; out[4] = e; out[5] = f; out[6] = g;
+  return n;
 }
 
 const TWO32 = 4294967296;

@@ -55,12 +55,14 @@ export class Engine {
     const n = this.m.cpus.length;
     const bufs = (): CpuBuffer[] => Array.from({ length: n }, () => new CpuBuffer());
     this.cpu = { before: bufs(), real: bufs(), emulated: bufs() };
+    const zero: number[] = [];
     for (const base of [b.k.L.stack, b.k.L.irqStack]) {
       for (let key = keyOf(base), end = keyOf(base + BigInt(b.k.L.threadSize) - 1n); key <= end; key++) {
         const p = b.pristine.mem.pages.get(key);
-        if (p !== undefined && p.data.every((x) => x === 0)) this.zeroPages.add(key);
+        if (p !== undefined && p.data.every((x) => x === 0)) zero.push(key);
       }
     }
+    this.zeroPages = Float64Array.from(zero);
     this.cookieMapped = b.pristine.mem.pages.has(keyOf(COOKIE[this.m.bits]));
     this.stackKey = keyOf(b.k.L.stack);
     this.irqKey = keyOf(b.k.L.irqStack);
@@ -71,8 +73,11 @@ export class Engine {
   readonly cookieMapped: boolean;
   private readonly irqKey: number;
 
-  /** Stack pages that are all zero in the pristine state. */
-  private readonly zeroPages = new Set<number>();
+  /**
+   * Stack pages that are all zero in the pristine state (a few: scanned; a Set hashes page
+   * numbers near 2^52 as heap numbers).
+   */
+  private readonly zeroPages: Float64Array;
 
   /**
    * Whether pages k0..k1 hold the pristine zeros now: all zero in the pristine state and
@@ -82,7 +87,12 @@ export class Engine {
   pristineZero(k0: number, k1: number): boolean {
     const j = this.j;
     if (this.m.mem.journal !== j || j.broken || j.n > 16) return false;
-    for (let k = k0; k <= k1; k++) if (!this.zeroPages.has(k)) return false;
+    const z = this.zeroPages;
+    for (let k = k0; k <= k1; k++) {
+      let q = 0;
+      while (q < z.length && z[q] !== k) q++;
+      if (q === z.length) return false;
+    }
     const keys = j.keys;
     for (let i = 0; i < j.n; i++) if (keys[i] >= k0 && keys[i] <= k1) return false;
     return true;

@@ -126,6 +126,10 @@ export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, t
     const size = sizes[i], key = keys[i], o = offs[i];
     if ((key > a0 || (key === a0 && o >= b0)) && (key < a1 || (key === a1 && o + size - 1 < b1))) continue;
     if (covered(ignore, key, o, size)) continue;
+    // wholly inside one entry of the first run (the callee's stores, made in both runs): each
+    // byte was compared above, so none is looked at again below, and a later entry finds
+    // any byte of it it overlaps in `real` too (its `own` needs no record of this one)
+    if (size > 0 && within(real, key, o, size)) continue;
     const p = mem.pageAt(key);
     // per entry, which per-byte look-ups can be skipped: no ignored byte in it, no byte the
     // first run wrote, no earlier entry of this run over its bytes that are not ignored (its
@@ -157,6 +161,15 @@ function meets(r: KeyRanges, key: number, off: number, size: number): boolean {
     const k0 = r[i], o0 = r[i + 1], k1 = r[i + 2], o1 = r[i + 3];
     // [k0:o0, k1:o1) meets [key:off, key:last]: start <= last and end > off
     if ((k0 < key || (k0 === key && o0 <= last)) && (k1 > key || (k1 === key && o1 > off))) return true;
+  }
+  return false;
+}
+
+/** Whether one data entry of `s` wrote every byte of [off, off + size) of page `key`. */
+function within(s: Segment, key: number, off: number, size: number): boolean {
+  for (let i = 0; i < s.n; i++) {
+    const o = s.offs[i];
+    if (s.keys[i] === key && o <= off && off + size <= o + s.sizes[i]) return true;
   }
   return false;
 }
