@@ -52,6 +52,10 @@ export class Cpu {
   readonly segLimit = new Int32Array(6).fill(-1);
   readonly segAttr = Int32Array.of(FLAT_DATA_ATTR, FLAT_CODE_ATTR, FLAT_DATA_ATTR, FLAT_DATA_ATTR, FLAT_DATA_ATTR, FLAT_DATA_ATTR);
   readonly segHi = new Int32Array(6);
+  /** segBase[SS], segBase[DS] and segHi[DS] again as plain fields, for the hot stack and DS address paths. */
+  ssBase = 0;
+  dsBase = 0;
+  dsHi = 0;
   /** The typed GDT, used while GDTR does not point into memory (gdtrOn false). */
   gdt: Gdt = [];
   /** GDTR: when on, descriptors are read from simulated memory at gdtrBase (limit in bytes − 1). */
@@ -170,7 +174,7 @@ export class Cpu {
       this.lo[4] = nl; this.hi[4] = nh;
     } else {
       const n = (this.lo[4] - 4) | 0;
-      this.mem.write32((n + this.segBase[SEG.SS]) | 0, 0, lo, true);
+      this.mem.write32((n + this.ssBase) | 0, 0, lo, true);
       this.lo[4] = n;
     }
   }
@@ -180,7 +184,7 @@ export class Cpu {
     const s = (this.lo[4] >>> 0) - 2;
     const nl = s | 0, nh = this.bits === 64 && s < 0 ? (this.hi[4] - 1) | 0 : this.hi[4];
     if (this.bits === 64) this.mem.write16(nl, nh, v, true);
-    else this.mem.write16((nl + this.segBase[SEG.SS]) | 0, 0, v, true);
+    else this.mem.write16((nl + this.ssBase) | 0, 0, v, true);
     this.lo[4] = nl; this.hi[4] = nh;
   }
 
@@ -194,20 +198,20 @@ export class Cpu {
       return v;
     }
     this.th = 0;
-    return this.mem.read32((this.lo[4] + off + this.segBase[SEG.SS]) | 0, 0, true);
+    return this.mem.read32((this.lo[4] + off + this.ssBase) | 0, 0, true);
   }
 
   /** Reads 2 bytes at SP + off. */
   peek16(off: number): number {
     const s = (this.lo[4] >>> 0) + off;
-    if (this.bits === 32) return this.mem.read16((s + this.segBase[SEG.SS]) | 0, 0, true);
+    if (this.bits === 32) return this.mem.read16((s + this.ssBase) | 0, 0, true);
     return this.mem.read16(s | 0, (this.hi[4] + (s >= 4294967296 ? 1 : 0)) | 0, true);
   }
 
   /** The linear address of SS:ESP + off (32-bit mode; 64-bit mode ignores the base). */
   stackLinear(off = 0): bigint {
     if (this.bits === 64) return BigInt.asUintN(64, this.sp + BigInt(off));
-    return BigInt((this.lo[4] + off + this.segBase[SEG.SS]) >>> 0);
+    return BigInt((this.lo[4] + off + this.ssBase) >>> 0);
   }
 
   /** SP += delta (delta may be negative), wrapping at the stack width. */

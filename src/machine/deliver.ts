@@ -127,7 +127,7 @@ function deliver32(c: Cpu, oldCpl: number, newCpl: number, image: number, eip: n
     words.push(c.ss, c.lo[4]);
   } else {
     sp = c.lo[4];
-    base = c.segBase[SEG.SS];
+    base = c.ssBase;
   }
   words.push(image, c.cs, eip);
   if (ec !== undefined) words.push(ec);

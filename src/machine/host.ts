@@ -26,7 +26,7 @@ export class HostCall {
   arg(i: number): bigint {
     if (this.conv === "cdecl") {
       const c = this.cpu;
-      return BigInt(c.mem.read32((c.lo[4] + 4 * (i + 1) + c.segBase[2]) | 0, 0, true) >>> 0); // SS:ESP
+      return BigInt(c.mem.read32((c.lo[4] + 4 * (i + 1) + c.ssBase) | 0, 0, true) >>> 0); // SS:ESP
     }
     const regs = ARG_REGS[this.conv];
     if (i < 0 || i >= regs.length) throw new RangeError(`${this.name}: argument ${i} is not in a register under ${this.conv}`);
@@ -36,7 +36,7 @@ export class HostCall {
 
   /** Low and high int32 halves of argument i (no BigInt; for hot host code). */
   argLo(i: number): number {
-    if (this.conv === "cdecl") return this.cpu.mem.read32((this.cpu.lo[4] + 4 * (i + 1) + this.cpu.segBase[2]) | 0, 0, true);
+    if (this.conv === "cdecl") return this.cpu.mem.read32((this.cpu.lo[4] + 4 * (i + 1) + this.cpu.ssBase) | 0, 0, true);
     return this.cpu.lo[ARG_REGS[this.conv][i]];
   }
   argHi(i: number): number {

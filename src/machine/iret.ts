@@ -2,6 +2,7 @@ import type { Cpu } from "./cpu.js";
 import { CpuFault, selectorError, Vec } from "./events.js";
 import { F, STATUS } from "./flags.js";
 import { loadChecked, lookupDescriptor, nullInaccessibleDataSegments, SEG } from "./segments.js";
+import type { SegmentDescriptor } from "./tables.js";
 import { isCanonical, toBig } from "./u64.js";
 
 /**
@@ -32,15 +33,15 @@ function frameWord(c: Cpu, off: number, size: number): number {
   return c.peek16(off);
 }
 
-/** Checks a CS selector popped by IRET (SDM Vol. 2 IRET, "RETURN-FROM-..."); returns the new CPL. */
-function checkCs(c: Cpu, cs: number): number {
+/** Checks a CS selector popped by IRET (SDM Vol. 2 IRET, "RETURN-FROM-..."); returns its descriptor (the new CPL is its RPL). */
+function checkCs(c: Cpu, cs: number): SegmentDescriptor {
   if ((cs & 0xfffc) === 0) throw new CpuFault(Vec.GP, 0, undefined, "IRET to a null CS");
   const rpl = cs & 3;
   const d = lookupDescriptor(c, cs);
   if (rpl < c.cpl || d === undefined || d.kind !== "code") throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET to bad CS 0x${cs.toString(16)}`);
   if (d.conforming ? d.dpl > rpl : d.dpl !== rpl) throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} DPL ${d.dpl} != RPL ${rpl}`);
   if (!d.present) throw new CpuFault(Vec.NP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} not present`);
-  return rpl;
+  return d;
 }
 
 /** Checks an SS selector popped by IRET against the new CPL. */
@@ -80,9 +81,9 @@ export function iret(c: Cpu, size: number): void {
     c.unsupported("IRET to virtual-8086 mode is not modeled");
     return;
   }
-  const newCpl = checkCs(c, cs);
-  const d = lookupDescriptor(c, cs);
-  const long = d?.long === true;
+  const d = checkCs(c, cs);
+  const newCpl = cs & 3;
+  const long = d.long === true;
   if (is64 && !long) {
     c.unsupported(`IRETQ to compatibility-mode CS 0x${cs.toString(16)} is not modeled`);
     return;

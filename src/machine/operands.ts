@@ -164,10 +164,16 @@ function segmentedEa(asz: number, b: number, x: number, scale: number, dLo: numb
     return (c) => { c.eaHi = c.segHi[s]; return ((((b >= 0 ? c.lo[b] : 0) + (x >= 0 ? c.lo[x] : 0) + d16) & 0xffff) + c.segBase[s]) | 0; };
   }
   if (s === 2) {
-    if (b >= 0 && x >= 0) return (c) => { c.eaHi = 0; return (c.lo[b] + c.lo[x] * scale + dLo + c.segBase[2]) | 0; };
-    if (b >= 0) return (c) => { c.eaHi = 0; return (c.lo[b] + dLo + c.segBase[2]) | 0; };
-    if (x >= 0) return (c) => { c.eaHi = 0; return (c.lo[x] * scale + dLo + c.segBase[2]) | 0; };
-    return (c) => { c.eaHi = 0; return (dLo + c.segBase[2]) | 0; };
+    if (b >= 0 && x >= 0) return (c) => { c.eaHi = 0; return (c.lo[b] + c.lo[x] * scale + dLo + c.ssBase) | 0; };
+    if (b >= 0) return (c) => { c.eaHi = 0; return (c.lo[b] + dLo + c.ssBase) | 0; };
+    if (x >= 0) return (c) => { c.eaHi = 0; return (c.lo[x] * scale + dLo + c.ssBase) | 0; };
+    return (c) => { c.eaHi = 0; return (dLo + c.ssBase) | 0; };
+  }
+  if (s === 3) {
+    if (b >= 0 && x >= 0) return (c) => { c.eaHi = c.dsHi; return (c.lo[b] + c.lo[x] * scale + dLo + c.dsBase) | 0; };
+    if (b >= 0) return (c) => { c.eaHi = c.dsHi; return (c.lo[b] + dLo + c.dsBase) | 0; };
+    if (x >= 0) return (c) => { c.eaHi = c.dsHi; return (c.lo[x] * scale + dLo + c.dsBase) | 0; };
+    return (c) => { c.eaHi = c.dsHi; return (dLo + c.dsBase) | 0; };
   }
   if (b >= 0 && x >= 0) return (c) => { c.eaHi = c.segHi[s]; return (c.lo[b] + c.lo[x] * scale + dLo + c.segBase[s]) | 0; };
   if (b >= 0) return (c) => { c.eaHi = c.segHi[s]; return (c.lo[b] + dLo + c.segBase[s]) | 0; };

@@ -77,11 +77,21 @@ export function fetchDescriptor(c: Cpu, sel: number): boolean {
   return true;
 }
 
+/** Decoded descriptors by their dwords, per CPU: delivery and IRET look the same few up on every event. */
+const decoded = new WeakMap<Cpu, Map<number, { lo: number; hi: number; d: SegmentDescriptor | undefined }>>();
+
 /** The descriptor `sel` names, decoded (the typed entry itself for a typed GDT); undefined for none. */
 export function lookupDescriptor(c: Cpu, sel: number): SegmentDescriptor | undefined {
   if ((sel & 4) === 0 && !c.gdtrOn) return descriptorOf(c.gdt, sel);
   if ((sel & 0xfffc) === 0 || !fetchDescriptor(c, sel)) return undefined;
-  return decodeDescriptor(c.dLo, c.dHi);
+  let cache = decoded.get(c);
+  if (cache === undefined) { cache = new Map(); decoded.set(c, cache); }
+  const key = sel & 0xfffc, lo = c.dLo, hi = c.dHi;
+  const e = cache.get(key);
+  if (e !== undefined && e.lo === lo && e.hi === hi) return e.d;
+  const d = decodeDescriptor(lo, hi);
+  cache.set(key, { lo, hi, d });
+  return d;
 }
 
 /** Sets segment register `s`'s selector and hidden part. */
@@ -91,6 +101,8 @@ export function setSegment(c: Cpu, s: number, sel: number, base: number, limit: 
   c.segLimit[s] = limit;
   c.segAttr[s] = attr;
   c.segHi[s] = (attr & SEG_UNUSABLE) !== 0 && c.bits === 32 && s !== SEG.SS ? UNUSABLE_HI : 0;
+  if (s === SEG.SS) c.ssBase = base;
+  else if (s === SEG.DS) { c.dsBase = base; c.dsHi = c.segHi[s]; }
 }
 
 /** Loads `s` from the descriptor in c.dLo/c.dHi (already checked), setting its accessed bit first. */

@@ -1,7 +1,7 @@
 import type { Cpu } from "./cpu.js";
 import { REG_NAMES_32, REG_NAMES_64 } from "./cpu.js";
 import type { MemorySnapshot } from "./memory.js";
-import { SEG_NAMES, setSegment } from "./segments.js";
+import { SEG_NAMES, SEG_UNUSABLE, UNUSABLE_HI } from "./segments.js";
 import { toBig } from "./u64.js";
 
 /**
@@ -38,8 +38,13 @@ export function saveSegments(c: Cpu, out: Int32Array): Int32Array {
 
 /** Puts segment state saved by saveSegments back (CS last, so CPL and memory's privilege follow it). */
 export function loadSegments(c: Cpu, s: Int32Array): void {
-  for (let i = 0; i < 6; i++) if (i !== 1) setSegment(c, i, s[i], s[6 + i], s[12 + i], s[18 + i]);
-  setSegment(c, 1, s[1], s[7], s[13], s[19]);
+  const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr, hi = c.segHi;
+  for (let i = 0; i < 6; i++) {
+    sel[i] = s[i]; base[i] = s[6 + i]; limit[i] = s[12 + i]; attr[i] = s[18 + i];
+    hi[i] = c.bits === 32 && i !== 1 && i !== 2 && (s[18 + i] & SEG_UNUSABLE) !== 0 ? UNUSABLE_HI : 0;
+  }
+  c.ssBase = base[2]; c.dsBase = base[3]; c.dsHi = hi[3];
+  c.selectCs(s[1]);
   c.gdtrOn = s[24] !== 0; c.gdtrBase = s[25]; c.gdtrLimit = s[26];
   c.ldtrOn = s[27] !== 0; c.ldtrSel = s[28]; c.ldtrBase = s[29]; c.ldtrLimit = s[30];
 }
