@@ -149,11 +149,12 @@ export function iretFrameFastPathTail(a: Assembler, fast: Label): void {
  * faults (`movl $0, (%esp); jmp 1b`) — skip gs (lazy) and `pop` more bytes, then IRET_FRAME
  * (unless the mutant keeps it at `.Lirq_return`). The fix-ups are emitted by `fixups`.
  */
-export function restoreRegs(a: Assembler, pop: number, o: ExitOptions, ex: ExtableItems, fixups: (() => void)[]): { fastPath?: Label } {
+export function restoreRegs(a: Assembler, pop: number, o: ExitOptions, ex: ExtableItems, fixups: (() => void)[], where = "RESTORE_REGS"): { fastPath?: Label } {
   for (const r of [...GPRS].reverse()) a.ins(Code.Pop_r32, reg(r));
   const pops: [Code, R][] = [[Code.Popd_DS, R.DS], [Code.Popd_ES, R.ES], [Code.Popd_FS, R.FS]];
   for (const [code, s] of pops) {
-    const at = a.label(`restore_${R[s].toLowerCase()}`), fix = a.label(`fixup_${R[s].toLowerCase()}`);
+    const name = R[s].toLowerCase();
+    const at = a.label(`${where}.pop_${name}`), fix = a.label(`${where}.fixup_${name}`);
     a.bind(at).ins(code, reg(s));
     ex.push([at, fix]);
     fixups.push(() => {
@@ -233,6 +234,11 @@ export interface ReturnPaths {
   readonly irqReturn: Label;
 }
 
+/** Names every exception-table label (`restore_all.pop_es`, `restore_all.fixup_es`, …) as a symbol. */
+export function nameExtableLabels(k: Kernel, out: Assembled, ex: ExtableItems): void {
+  for (const pair of ex) for (const l of pair) k.sym.set(l.name, out.addressOf(l));
+}
+
 /**
  * ret_from_exception (non-VM86 form), restore_all and restore_all_kernel (v5.3 +
  * 40ad2199580e): to user mode → CHECK_AND_APPLY_ESPFIX, RESTORE_REGS 4 (with IRET_FRAME),
@@ -255,7 +261,7 @@ export function returnPaths(a: Assembler, o: ExitOptions, ex: ExtableItems): Ret
   a.branch(Code.Jb_rel32_32, p.restoreAllKernel);                       // not returning to user space
   a.bind(p.restoreAll);
   checkAndApplyEspfix(a);
-  const u = restoreRegs(a, 4, o, ex, fixups);
+  const u = restoreRegs(a, 4, o, ex, fixups, "restore_all");
   if (u.fastPath !== undefined) fast.push(u.fastPath);
   a.bind(p.irqReturn);
   if (o.irqReturnBeforeIretFrame === true) {
@@ -264,7 +270,7 @@ export function returnPaths(a: Assembler, o: ExitOptions, ex: ExtableItems): Ret
   }
   a.ins(Code.Iretd);
   a.bind(p.restoreAllKernel);
-  const kf = restoreRegs(a, 4, o, ex, fixups);
+  const kf = restoreRegs(a, 4, o, ex, fixups, "restore_all_kernel");
   if (kf.fastPath !== undefined) fast.push(kf.fastPath);
   a.branch(Code.Jmp_rel32_32, p.irqReturn);
   for (const f of fixups) f();                                          // .fixup

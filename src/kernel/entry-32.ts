@@ -1,6 +1,6 @@
 import { Code, Register as R } from "iced-x86";
 import { Assembler, type Label, mem, reg } from "../asm/index.js";
-import { addExtable, type ExitOptions, type ExtableItems, fixupFrame, GPRS, returnPaths, saveAll } from "./entry-32-macros.js";
+import { addExtable, type ExitOptions, type ExtableItems, fixupFrame, GPRS, nameExtableLabels, returnPaths, saveAll } from "./entry-32-macros.js";
 import { assembleFtraceRegsCaller } from "./ftrace-caller.js";
 import type { Kernel } from "./kernel.js";
 
@@ -162,6 +162,7 @@ export function assembleInt3Entry32V53(k: Kernel, at: bigint, o: Entry32V53Optio
   k.sym.set("int3", at);
   for (const l of [p.retFromException, p.restoreAll, p.restoreAllKernel, p.irqReturn]) k.sym.set(l.name, out.addressOf(l));
   addExtable(k, out, ex);
+  nameExtableLabels(k, out, ex);
   v53Stubs.set(k, o);
   return at + BigInt(out.bytes.length);
 }

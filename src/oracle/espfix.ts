@@ -65,6 +65,13 @@ function selectorFor(r: (typeof SEGS)[number], s: UserSegment): { sel: number; t
   }
 }
 
+/** An address as `symbol+0xN` (the nearest kernel symbol at or below it, within 4 KiB), else hex. */
+function where(b: Bench, a: bigint): string {
+  let best: [string, bigint] | undefined;
+  for (const [n, v] of b.k.sym) if (v <= a && a - v < 0x1000n && (best === undefined || v > best[1])) best = [n, v];
+  return best === undefined ? hex(a) : `${best[0]}${a === best[1] ? "" : `+${hex(a - best[1])}`} (${hex(a)})`;
+}
+
 /** Reads linear memory as the kernel (supervisor) whatever the CPU's CPL. */
 function readLinear(b: Bench, lin: number, len: number): Uint8Array {
   const mem = b.k.m.mem, user = mem.user;
@@ -132,6 +139,7 @@ export function checkUserSegments(b: Bench, uc: UserSegmentsCase, watch?: (c: Cp
   const flags0 = cpu.flags;
 
   const violations: string[] = [];
+  const at = (a: bigint): string => where(b, a);
   const nested: NestedFault[] = [];
   let espfix = false;
   const stackLo = L.stack, stackHi = L.stack + BigInt(L.threadSize);
@@ -165,7 +173,7 @@ export function checkUserSegments(b: Bench, uc: UserSegmentsCase, watch?: (c: Cp
     if (p === undefined) return;
     p.fault = { ...p.fault, resumed: true };
     nested.push(p.fault);
-    const where = `the #GP at ${hex(p.fault.at)} (on SS ${hex(p.fault.ss)} base ${hex(p.fault.ssBase)}) resumed at ${hex(addr)}`;
+    const where = `the #GP at ${at(p.fault.at)} (on SS ${hex(p.fault.ss)} base ${hex(p.fault.ssBase)}) resumed at ${at(addr)}`;
     for (let i = 0; i < 8; i++) {
       if (i === 4) continue;
       if (c.lo[i] !== p.regs[i]) violations.push(`${where} with ${NAMES[i]} ${hex(c.lo[i])}, not ${hex(p.regs[i])}`);
@@ -190,17 +198,18 @@ export function checkUserSegments(b: Bench, uc: UserSegmentsCase, watch?: (c: Cp
   try {
     const r = m.run({ maxSteps: 3000, until: site + 1n });
     const ev = [...k.events];
+    const how = `${r.reason}${r.detail === undefined ? "" : ` ${r.detail}`}`;
     const text = ev.map((e) => (e.kind === "die" || e.kind === "signal" ? `${e.kind === "die" ? "die" : e.signal}(${e.what}) at ${hex(e.ip)}` : e.kind)).join(", ") || "none";
     const die = ev.find((e) => e.kind === "die");
     if (ev[0]?.kind !== "sigtrap") violations.push(`the user int3 did not reach SIGTRAP first (events: ${text})`);
-    for (const p of pending) if (!p.fault.resumed) violations.push(`the #GP at ${hex(p.fault.at)} never resumed at its fix-up ${hex(p.fault.fixup)}`);
+    for (const p of pending) if (!p.fault.resumed) violations.push(`the #GP at ${at(p.fault.at)} never resumed at its fix-up ${at(p.fault.fixup)}`);
     if (die !== undefined) {
       outcome = "oops";
       violations.push(`oops: ${text}${r.detail === undefined ? "" : ` (${r.detail})`}`);
     } else if (change.field === "cs" || change.field === "ss") {
       const sig = ev.find((e) => e.kind === "signal");
       if (sig === undefined || sig.kind !== "signal" || r.reason !== "stopped") {
-        violations.push(`a bad ${change.field} ${hex(change.selector)} did not end in a signal (run: ${r.reason} ${r.detail ?? ""}; events: ${text})`);
+        violations.push(`a bad ${change.field} ${hex(change.selector)} did not end in a signal (run: ${how}; events: ${text})`);
       } else {
         outcome = "signalled";
         if (sig.signal !== "SIGILL" || sig.what !== "iret exception") violations.push(`${text}: not SIGILL(iret exception)`);
@@ -210,7 +219,7 @@ export function checkUserSegments(b: Bench, uc: UserSegmentsCase, watch?: (c: Cp
         if (ev.length !== 2) violations.push(`events: ${text}`);
       }
     } else if (r.reason !== "until" || cpu.cpl !== 3) {
-      violations.push(`the task did not resume after its int3 (run: ${r.reason} ${r.detail ?? ""} at ${hex(cpu.rip)}, CPL ${cpu.cpl}; events: ${text})`);
+      violations.push(`the task did not resume after its int3 (run: ${how} at ${at(cpu.rip)}, CPL ${cpu.cpl}; events: ${text})`);
     } else {
       outcome = "returned";
       if (ev.length !== 1) violations.push(`events besides SIGTRAP: ${text}`);
