@@ -6,7 +6,7 @@ import type { Page } from "./page.js";
 import { emptyTss, type Gate, type Gdt, type Tss } from "./tables.js";
 import { isCanonical, toBig } from "./u64.js";
 import { type EventDelivery, IDT_DELIVERY } from "./deliver.js";
-import { FLAT_CODE_ATTR, FLAT_DATA_ATTR, SEG, setSegmentQuietly } from "./segments.js";
+import { FLAT_CODE_ATTR, FLAT_DATA_ATTR, freshSegGen, SEG, setSegmentQuietly } from "./segments.js";
 import { UsageError } from "../errors.js";
 
 /** Register numbers (iced-x86 order): RAX RCX RDX RBX RSP RBP RSI RDI R8..R15. */
@@ -56,6 +56,12 @@ export class Cpu {
   ssBase = 0;
   dsBase = 0;
   dsHi = 0;
+  /**
+   * The generation of the segment registers' contents (selectors and hidden parts): a fresh
+   * one whenever they change (segments.ts setSegment), a saved state's when loaded from it.
+   * Two states with the same generation hold the same segment registers.
+   */
+  segGen = freshSegGen();
   /** The typed GDT, used while GDTR does not point into memory (gdtrOn false). */
   gdt: Gdt = [];
   /** GDTR: when on, descriptors are read from simulated memory at gdtrBase (limit in bytes − 1). */
@@ -141,7 +147,7 @@ export class Cpu {
   /** Sets the CS selector alone (the caller sets the hidden part) and keeps memory's privilege in step with CPL. */
   selectCs(sel: number): void {
     this.cs = sel & 0xffff;
-    this.segSel[SEG.CS] = this.cs;
+    if (this.segSel[SEG.CS] !== this.cs) { this.segSel[SEG.CS] = this.cs; this.segGen = freshSegGen(); }
     const user = (sel & 3) === 3;
     if (user !== this.mem.user) {
       this.mem.user = user;

@@ -94,15 +94,33 @@ export function lookupDescriptor(c: Cpu, sel: number): SegmentDescriptor | undef
   return d;
 }
 
-/** Sets segment register `s`'s selector and hidden part. */
+/** The last segment-state generation handed out (see Cpu.segGen). */
+let lastGen = 0;
+
+/** A fresh generation: the CPU's segment registers now hold contents no saved state has. */
+export function freshSegGen(): number {
+  return ++lastGen;
+}
+
+/**
+ * Sets segment register `s`'s selector and hidden part. A load that changes nothing (the
+ * kernel reloading __USER_DS on every entry) keeps the segment-state generation, so saved
+ * states still match the CPU without a look at the registers.
+ */
 export function setSegment(c: Cpu, s: number, sel: number, base: number, limit: number, attr: number): void {
-  if (s === SEG.CS) c.selectCs(sel); else c.segSel[s] = sel & 0xffff;
+  sel &= 0xffff;
+  if (c.segSel[s] === sel && c.segBase[s] === base && c.segLimit[s] === limit && c.segAttr[s] === attr) {
+    if (s === SEG.CS) c.selectCs(sel);
+    return;
+  }
+  if (s === SEG.CS) c.selectCs(sel); else c.segSel[s] = sel;
   c.segBase[s] = base;
   c.segLimit[s] = limit;
   c.segAttr[s] = attr;
   c.segHi[s] = (attr & SEG_UNUSABLE) !== 0 && c.bits === 32 && s !== SEG.SS ? UNUSABLE_HI : 0;
   if (s === SEG.SS) c.ssBase = base;
   else if (s === SEG.DS) { c.dsBase = base; c.dsHi = c.segHi[s]; }
+  c.segGen = ++lastGen;
 }
 
 /** Loads `s` from the descriptor in c.dLo/c.dHi (already checked), setting its accessed bit first. */

@@ -1,7 +1,7 @@
 import type { Cpu } from "./cpu.js";
 import { REG_NAMES_32, REG_NAMES_64 } from "./cpu.js";
 import type { MemorySnapshot } from "./memory.js";
-import { SEG_NAMES, SEG_UNUSABLE, UNUSABLE_HI } from "./segments.js";
+import { freshSegGen, SEG_NAMES, SEG_UNUSABLE, UNUSABLE_HI } from "./segments.js";
 import { toBig } from "./u64.js";
 
 /**
@@ -23,27 +23,44 @@ export interface CpuState {
   readonly ss: number;
   /** Segment registers with their hidden parts, GDTR and LDTR (layout: SEG_STATE_LEN). */
   readonly seg: Int32Array;
+  /**
+   * The CPU's segment-state generation when saved (Cpu.segGen; equal generations, equal
+   * segment registers), for reusable buffers that skip unchanged registers. Snapshots leave
+   * it out, so equal states compare equal.
+   */
+  readonly segGen?: number;
   readonly cr2: bigint;
   readonly halted: boolean;
 }
 
-/** Copies a CPU's segment state into `out` (SEG_STATE_LEN int32s). */
-export function saveSegments(c: Cpu, out: Int32Array): Int32Array {
-  const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr;
-  for (let i = 0; i < 6; i++) { out[i] = sel[i]; out[6 + i] = base[i]; out[12 + i] = limit[i]; out[18 + i] = attr[i]; }
+/**
+ * Copies a CPU's segment state into `out` (SEG_STATE_LEN int32s). `registers` false: `out`
+ * already holds this CPU's segment registers (same generation) — only GDTR/LDTR are copied.
+ */
+export function saveSegments(c: Cpu, out: Int32Array, registers = true): Int32Array {
+  if (registers) {
+    const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr;
+    for (let i = 0; i < 6; i++) { out[i] = sel[i]; out[6 + i] = base[i]; out[12 + i] = limit[i]; out[18 + i] = attr[i]; }
+  }
   out[24] = c.gdtrOn ? 1 : 0; out[25] = c.gdtrBase; out[26] = c.gdtrLimit;
   out[27] = c.ldtrOn ? 1 : 0; out[28] = c.ldtrSel; out[29] = c.ldtrBase; out[30] = c.ldtrLimit;
   return out;
 }
 
-/** Puts segment state saved by saveSegments back (CS last, so CPL and memory's privilege follow it). */
-export function loadSegments(c: Cpu, s: Int32Array): void {
-  const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr, hi = c.segHi;
-  for (let i = 0; i < 6; i++) {
-    sel[i] = s[i]; base[i] = s[6 + i]; limit[i] = s[12 + i]; attr[i] = s[18 + i];
-    hi[i] = c.bits === 32 && i !== 1 && i !== 2 && (s[18 + i] & SEG_UNUSABLE) !== 0 ? UNUSABLE_HI : 0;
+/**
+ * Puts segment state saved by saveSegments back; `gen` is the generation it was saved with
+ * (the registers are skipped when the CPU still has that generation).
+ */
+export function loadSegments(c: Cpu, s: Int32Array, gen?: number): void {
+  if (gen === undefined || gen !== c.segGen) {
+    const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr, hi = c.segHi;
+    for (let i = 0; i < 6; i++) {
+      sel[i] = s[i]; base[i] = s[6 + i]; limit[i] = s[12 + i]; attr[i] = s[18 + i];
+      hi[i] = c.bits === 32 && i !== 1 && i !== 2 && (s[18 + i] & SEG_UNUSABLE) !== 0 ? UNUSABLE_HI : 0;
+    }
+    c.ssBase = base[2]; c.dsBase = base[3]; c.dsHi = hi[3];
+    c.segGen = gen ?? freshSegGen();
   }
-  c.ssBase = base[2]; c.dsBase = base[3]; c.dsHi = hi[3];
   c.selectCs(s[1]);
   c.gdtrOn = s[24] !== 0; c.gdtrBase = s[25]; c.gdtrLimit = s[26];
   c.ldtrOn = s[27] !== 0; c.ldtrSel = s[28]; c.ldtrBase = s[29]; c.ldtrLimit = s[30];
@@ -60,7 +77,7 @@ export function loadCpu(c: Cpu, s: CpuState): void {
   c.lo.set(s.lo); c.hi.set(s.hi);
   c.ripLo = s.ripLo; c.ripHi = s.ripHi;
   c.flags = s.flags;
-  loadSegments(c, s.seg);
+  loadSegments(c, s.seg, s.segGen);
   c.cr2 = s.cr2; c.halted = s.halted;
   c.refetch();
 }
