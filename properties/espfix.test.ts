@@ -47,12 +47,31 @@ describe("user segments + ESPFIX → exact return, over every i386 model with IR
     for (const v of [...VARIANTS_32.filter((x) => !models.includes(x)), VARIANTS_64[0]]) expect(checkEspfix(v, { runs: 1 }), v.name).toBeUndefined();
   });
 
+  /** The addresses of IRET_FRAME's four stores (`mov %ecx, %ss:-N(%eax)`) in both RESTORE_REGS. */
+  function iretFrameStores(v: Variant): Set<bigint> {
+    const { k } = prepare(v);
+    const at = k.addr("int3");
+    const d = new Decoder(32, k.m.mem.readBytes(at, Number(k.addr("ftrace_regs_caller") - at)), DecoderOptions.None);
+    d.ip = at;
+    const out = new Set<bigint>();
+    for (const i of d.decodeAll()) {
+      if (i.mnemonic === Mnemonic.Mov && i.op0Kind === OpKind.Memory && i.memoryBase === Register.EAX && i.op1Register === Register.ECX) out.add(i.ip);
+      i.free();
+    }
+    d.free();
+    return out;
+  }
+
   for (const v of models) {
-    test(`${v.name}: every case returns exactly or ends in SIGILL; the cases cover ESPFIX, nested faults on it, and IRET_FRAME with a task's DS`, () => {
+    test(`${v.name}: every case returns exactly or ends in SIGILL; the cases cover ESPFIX, nested faults on it, and IRET_FRAME with a task's DS — never with a nonzero SS base`, () => {
       const b = prepare(v);
+      const stores = iretFrameStores(v);
       const seen = new Set<string>();
       fc.assert(fc.property(userSegmentsCase(), (c) => {
-        const r = checkUserSegments(b, c);
+        const r = checkUserSegments(b, c, (cpu, addr) => {
+          if (!stores.has(addr)) return;
+          seen.add(cpu.ssBase !== 0 ? "IRET_FRAME rebuilding on a nonzero SS base" : "IRET_FRAME rebuilding");
+        });
         expect(r.violations).toEqual([]);
         expect(r.outcome).toBe(c.change.field === "cs" || c.change.field === "ss" ? "signalled" : "returned");
         seen.add(`${r.outcome}${r.espfix ? " via ESPFIX" : ""}`);
@@ -63,8 +82,10 @@ describe("user segments + ESPFIX → exact return, over every i386 model with IR
       }), { numRuns: 120 });
       expect([...seen].sort()).toEqual(expect.arrayContaining([
         "a nested #GP returning with the task's ldt DS", "a nested #GP returning with the task's null DS", "a nested #GP returning with the task's tls DS",
-        "a nested #GP taken on the ESPFIX stack", "returned", "returned via ESPFIX", "signalled", "signalled via ESPFIX",
+        "a nested #GP taken on the ESPFIX stack", "returned", "returned via ESPFIX", "signalled", "signalled via ESPFIX", "IRET_FRAME rebuilding",
       ]));
+      // the exception entry unwinds ESPFIX before FIXUP_FRAME (a1a338e5b6fe): the rebuild always runs on the flat stack
+      expect(seen.has("IRET_FRAME rebuilding on a nonzero SS base")).toBe(false);
     });
   }
 });

@@ -284,6 +284,7 @@ describe("the stack through a nonzero SS base", () => {
       expect(c.reg(2)).toBe(0xa1n);    // read through SS by EBP
       expect(c.reg(6)).toBe(0xa1n);    // popped
       expect(c.sp).toBe(BigInt(esp)); // IRET popped the frame int3 pushed at SS:ESP
+      expect(c.stackLinear()).toBe(BigInt(linTop));
       // int3's frame, linearly at SS.base + ESP − 12 … − 4: EIP (the hlt after it), CS, EFLAGS
       expect([at(m, linTop - 12), at(m, linTop - 8), at(m, linTop - 4)]).toEqual([Number(c.rip) - 1, SEL32.KERNEL_CS, c.flags]);
     }), { numRuns: 40 });

@@ -78,6 +78,8 @@ export function saveAll(a: Assembler, o: { skipGs?: boolean; unwindEspfix?: bool
  * (USER_SEGMENT_RPL_MASK clear) set CS_FROM_KERNEL and push ss, sp (= the interrupted ESP),
  * flags, cs, ip, orig_eax, gs, fs again below the original six words, which become a gap.
  * `neverFixup` (§7.15 mutant, 81ff2c37f9e5): the kernel's own frames are taken for user ones.
+ * Every access is %esp-relative, so it goes through SS — right even on the ESPFIX stack
+ * ("Be careful: we may have nonzero SS base due to ESPFIX", 4c4fd55d3d59).
  */
 export function fixupFrame(a: Assembler, neverFixup = false): void {
   const noFixup = a.label("from_usermode_no_fixup");
