@@ -336,9 +336,9 @@ describe("state: snapshots and diffs carry the segment registers", () => {
     const c = m.cpu;
     c.ds = sel(0); c.ss = sel(1);
     const snap = m.snapshot();
-    c.ds = 0; c.ss = SEL32.KERNEL_DS; c.gdtrBase = 0; c.ldtrOn = true;
+    c.ds = 0; c.ss = SEL32.KERNEL_DS; c.setGdtr(true, 0, c.gdtrLimit); c.setLdtr(0x88, true, 0x1000, 0xff);
     expect(Machine.diff(snap, m.snapshot()).registers.map((d) => d.name)).toEqual(
-      expect.arrayContaining(["ss", "ds", "ss.base", "ss.limit", "ds.base", "ds.attr", "gdtr.base"]));
+      expect.arrayContaining(["ss", "ds", "ss.base", "ss.limit", "ds.base", "ds.attr", "gdtr.base", "ldtr"]));
     m.restore(snap);
     expect([c.ds, c.segBase[SEG.DS] >>> 0, c.ss, c.segBase[SEG.SS] >>> 0, c.segLimit[SEG.SS], c.gdtrBase, c.ldtrOn]).toEqual([sel(0), 0x1111_0000, sel(1), 0x2222_0000, 0xffff, Number(GDT) | 0, false]);
     expect(Machine.diff(snap, m.snapshot()).equal).toBe(true);

@@ -57,22 +57,37 @@ export class Cpu {
   dsBase = 0;
   dsHi = 0;
   /**
-   * The generation of the segment registers' contents (selectors and hidden parts): a fresh
-   * one whenever they change (segments.ts setSegment), a saved state's when loaded from it.
-   * Two states with the same generation hold the same segment registers.
+   * The generation of the segment state (segment registers with their hidden parts, GDTR,
+   * LDTR): a fresh one whenever it changes (segments.ts setSegment, setGdtr, setLdtr), a saved
+   * state's when loaded from it. Two states with the same generation hold the same segment state.
    */
   segGen = freshSegGen();
   /** The typed GDT, used while GDTR does not point into memory (gdtrOn false). */
   gdt: Gdt = [];
-  /** GDTR: when on, descriptors are read from simulated memory at gdtrBase (limit in bytes − 1). */
-  gdtrOn = false;
-  gdtrBase = 0;
-  gdtrLimit = 0;
-  /** LDTR: selector and the LDT's base and limit when on (LLDT). */
-  ldtrOn = false;
-  ldtrSel = 0;
-  ldtrBase = 0;
-  ldtrLimit = 0;
+  // GDTR and LDTR (set through setGdtr/setLdtr, which keep segGen honest)
+  #gdtrOn = false; #gdtrBase = 0; #gdtrLimit = 0;
+  #ldtrOn = false; #ldtrSel = 0; #ldtrBase = 0; #ldtrLimit = 0;
+  /** GDTR: when on, descriptors are read from simulated memory at gdtrBase (limit in bytes − 1); off: the typed `gdt`. */
+  get gdtrOn(): boolean { return this.#gdtrOn; }
+  get gdtrBase(): number { return this.#gdtrBase; }
+  get gdtrLimit(): number { return this.#gdtrLimit; }
+  /** LDTR: selector and, when on, the LDT's base and limit (LLDT). */
+  get ldtrOn(): boolean { return this.#ldtrOn; }
+  get ldtrSel(): number { return this.#ldtrSel; }
+  get ldtrBase(): number { return this.#ldtrBase; }
+  get ldtrLimit(): number { return this.#ldtrLimit; }
+
+  /** Loads GDTR (as LGDT does): `on` false goes back to the typed table. */
+  setGdtr(on: boolean, base: number, limit: number): void {
+    this.#gdtrOn = on; this.#gdtrBase = base | 0; this.#gdtrLimit = limit | 0;
+    this.segGen = freshSegGen();
+  }
+
+  /** Loads LDTR (as LLDT does, after its checks): `on` false for a null selector. */
+  setLdtr(sel: number, on: boolean, base: number, limit: number): void {
+    this.#ldtrSel = sel & 0xffff; this.#ldtrOn = on; this.#ldtrBase = base | 0; this.#ldtrLimit = limit | 0;
+    this.segGen = freshSegGen();
+  }
   /** Scratch: the descriptor dwords the last fetchDescriptor read. */
   dLo = 0; dHi = 0;
   idt: (Gate | undefined)[] = [];

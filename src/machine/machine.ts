@@ -128,7 +128,7 @@ export class Machine {
     if (!this.mem.isMapped(base) || !this.mem.isMapped(base + BigInt(bytes.length - 1))) throw new UsageError(`GDT at 0x${base.toString(16)}: not mapped`);
     this.mem.load(base, bytes);
     for (const c of cpu === undefined ? this.cpus : [this.cpus[cpu]]) {
-      c.gdtrOn = true; c.gdtrBase = Number(BigInt.asIntN(32, base)); c.gdtrLimit = 8 * n - 1;
+      c.setGdtr(true, Number(BigInt.asIntN(32, base)), 8 * n - 1);
     }
     return this;
   }

@@ -84,9 +84,7 @@ export function compileSeg(ins: Instruction, bits: number): Exec | undefined {
           const a = ea(c), h = c.eaHi;
           const lim = c.mem.read16(a, h, stack);
           const base = c.mem.read32((a + 2) | 0, h, stack);
-          c.gdtrOn = true;
-          c.gdtrLimit = lim;
-          c.gdtrBase = o16 ? base & 0xffffff : base; // a 16-bit operand size loads 24 bits of base
+          c.setGdtr(true, o16 ? base & 0xffffff : base, lim); // a 16-bit operand size loads 24 bits of base
         };
       }
       // SGDT is not privileged (no UMIP modeled); it stores the 16-bit limit, then the 32-bit base

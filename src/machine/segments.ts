@@ -226,10 +226,8 @@ export function setSegmentQuietly(c: Cpu, s: number, sel: number): void {
 export function lldt(c: Cpu, sel: number): void {
   sel &= 0xffff;
   if ((c.cs & 3) !== 0) throw new CpuFault(Vec.GP, 0, undefined, "LLDT at CPL > 0");
-  if ((sel & 0xfffc) === 0) { c.ldtrSel = sel; c.ldtrOn = false; c.ldtrBase = 0; c.ldtrLimit = 0; return; }
+  if ((sel & 0xfffc) === 0) { c.setLdtr(sel, false, 0, 0); return; }
   if ((sel & 4) !== 0 || !fetchDescriptor(c, sel) || (c.dHi & 0x1f00) !== 0x0200) throw gpSel(sel, `LLDT ${hex(sel)} does not name an LDT descriptor in the GDT`);
   if ((c.dHi & 0x8000) === 0) throw new CpuFault(Vec.NP, selectorError(sel), undefined, `LDT ${hex(sel)} not present`);
-  c.ldtrSel = sel; c.ldtrOn = true;
-  c.ldtrBase = descriptorBase(c.dLo, c.dHi);
-  c.ldtrLimit = descriptorLimit(c.dLo, c.dHi);
+  c.setLdtr(sel, true, descriptorBase(c.dLo, c.dHi), descriptorLimit(c.dLo, c.dHi));
 }

@@ -33,37 +33,40 @@ export interface CpuState {
   readonly halted: boolean;
 }
 
-/**
- * Copies a CPU's segment state into `out` (SEG_STATE_LEN int32s). `registers` false: `out`
- * already holds this CPU's segment registers (same generation) — only GDTR/LDTR are copied.
- */
-export function saveSegments(c: Cpu, out: Int32Array, registers = true): Int32Array {
-  if (registers) {
-    const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr;
-    for (let i = 0; i < 6; i++) { out[i] = sel[i]; out[6 + i] = base[i]; out[12 + i] = limit[i]; out[18 + i] = attr[i]; }
-  }
+/** Copies a CPU's segment state into `out` (SEG_STATE_LEN int32s). */
+export function saveSegments(c: Cpu, out: Int32Array): Int32Array {
+  const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr;
+  for (let i = 0; i < 6; i++) { out[i] = sel[i]; out[6 + i] = base[i]; out[12 + i] = limit[i]; out[18 + i] = attr[i]; }
   out[24] = c.gdtrOn ? 1 : 0; out[25] = c.gdtrBase; out[26] = c.gdtrLimit;
   out[27] = c.ldtrOn ? 1 : 0; out[28] = c.ldtrSel; out[29] = c.ldtrBase; out[30] = c.ldtrLimit;
   return out;
 }
 
+/** Whether the CPU's segment state equals `s` (as saveSegments writes it). */
+function sameSegments(c: Cpu, s: Int32Array): boolean {
+  const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr;
+  for (let i = 0; i < 6; i++) if (sel[i] !== s[i] || base[i] !== s[6 + i] || limit[i] !== s[12 + i] || attr[i] !== s[18 + i]) return false;
+  return (c.gdtrOn ? 1 : 0) === s[24] && c.gdtrBase === s[25] && c.gdtrLimit === s[26] &&
+    (c.ldtrOn ? 1 : 0) === s[27] && c.ldtrSel === s[28] && c.ldtrBase === s[29] && c.ldtrLimit === s[30];
+}
+
 /**
- * Puts segment state saved by saveSegments back; `gen` is the generation it was saved with
- * (the registers are skipped when the CPU still has that generation).
+ * Puts segment state saved by saveSegments back. `gen` is the generation it was saved with:
+ * nothing to do when the CPU still has it; without one, a state equal to the CPU's keeps the
+ * CPU's generation.
  */
 export function loadSegments(c: Cpu, s: Int32Array, gen?: number): void {
-  if (gen === undefined || gen !== c.segGen) {
-    const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr, hi = c.segHi;
-    for (let i = 0; i < 6; i++) {
-      sel[i] = s[i]; base[i] = s[6 + i]; limit[i] = s[12 + i]; attr[i] = s[18 + i];
-      hi[i] = c.bits === 32 && i !== 1 && i !== 2 && (s[18 + i] & SEG_UNUSABLE) !== 0 ? UNUSABLE_HI : 0;
-    }
-    c.ssBase = base[2]; c.dsBase = base[3]; c.dsHi = hi[3];
-    c.segGen = gen ?? freshSegGen();
+  if (gen !== undefined ? gen === c.segGen : sameSegments(c, s)) { c.selectCs(s[1]); return; }
+  const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr, hi = c.segHi;
+  for (let i = 0; i < 6; i++) {
+    sel[i] = s[i]; base[i] = s[6 + i]; limit[i] = s[12 + i]; attr[i] = s[18 + i];
+    hi[i] = c.bits === 32 && i !== 1 && i !== 2 && (s[18 + i] & SEG_UNUSABLE) !== 0 ? UNUSABLE_HI : 0;
   }
+  c.ssBase = base[2]; c.dsBase = base[3]; c.dsHi = hi[3];
+  c.setGdtr(s[24] !== 0, s[25], s[26]);
+  c.setLdtr(s[28], s[27] !== 0, s[29], s[30]);
   c.selectCs(s[1]);
-  c.gdtrOn = s[24] !== 0; c.gdtrBase = s[25]; c.gdtrLimit = s[26];
-  c.ldtrOn = s[27] !== 0; c.ldtrSel = s[28]; c.ldtrBase = s[29]; c.ldtrLimit = s[30];
+  c.segGen = gen ?? freshSegGen();
 }
 
 export function saveCpu(c: Cpu): CpuState {

@@ -19,8 +19,7 @@ class CpuBuffer implements CpuState {
     this.bits = c.bits;
     this.lo.set(c.lo); this.hi.set(c.hi);
     this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
-    saveSegments(c, this.seg, this.segGen !== c.segGen); // the registers only when they changed
-    this.segGen = c.segGen;
+    if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; } // only when the segment state changed
   }
 
   /** A plain copy that outlives the buffer. */
@@ -250,7 +249,7 @@ function sameRegs(a: CpuState, b: CpuState): boolean {
   if (a.bits !== b.bits || a.flags !== b.flags || a.cs !== b.cs || a.ss !== b.ss || a.ripLo !== b.ripLo) return false;
   const wide = a.bits === 64;
   if (wide && a.ripHi !== b.ripHi) return false;
-  for (let i = a.segGen !== undefined && a.segGen === b.segGen ? 24 : 0; i < SEG_STATE_LEN; i++) if (a.seg[i] !== b.seg[i]) return false;
+  if (a.segGen === undefined || a.segGen !== b.segGen) for (let i = 0; i < SEG_STATE_LEN; i++) if (a.seg[i] !== b.seg[i]) return false;
   const n = wide ? 16 : 8;
   for (let i = 0; i < n; i++) {
     if (a.lo[i] !== b.lo[i]) return false;
