@@ -52,10 +52,8 @@ export class Cpu {
   readonly segLimit = new Int32Array(6).fill(-1);
   readonly segAttr = Int32Array.of(FLAT_DATA_ATTR, FLAT_CODE_ATTR, FLAT_DATA_ATTR, FLAT_DATA_ATTR, FLAT_DATA_ATTR, FLAT_DATA_ATTR);
   readonly segHi = new Int32Array(6);
-  /** segBase[SS], segBase[DS] and segHi[DS] again as plain fields, for the hot stack and DS address paths. */
+  /** segBase[SS] again as a plain field, for the stack operations. */
   ssBase = 0;
-  dsBase = 0;
-  dsHi = 0;
   /**
    * The generation of the segment state (segment registers with their hidden parts, GDTR,
    * LDTR): a fresh one whenever it changes (segments.ts setSegment, setGdtr, setLdtr), a saved

@@ -156,24 +156,13 @@ export function compileEa(ins: Instruction, bits: number, linear = true): { ea: 
 
 /**
  * 32-bit protected mode: the linear address segment base + offset (wrapping at 4 GiB), with
- * the segment's high half in c.eaHi. SS is never null here, so its closures store 0.
+ * the segment's high half in c.eaHi. One closure per address shape for every segment (the
+ * segment is an index), so the operand accessors' calls stay as monomorphic as before.
  */
 function segmentedEa(asz: number, b: number, x: number, scale: number, dLo: number, s: number): Ea {
   if (asz === 2) {
     const d16 = dLo & 0xffff;
     return (c) => { c.eaHi = c.segHi[s]; return ((((b >= 0 ? c.lo[b] : 0) + (x >= 0 ? c.lo[x] : 0) + d16) & 0xffff) + c.segBase[s]) | 0; };
-  }
-  if (s === 2) {
-    if (b >= 0 && x >= 0) return (c) => { c.eaHi = 0; return (c.lo[b] + c.lo[x] * scale + dLo + c.ssBase) | 0; };
-    if (b >= 0) return (c) => { c.eaHi = 0; return (c.lo[b] + dLo + c.ssBase) | 0; };
-    if (x >= 0) return (c) => { c.eaHi = 0; return (c.lo[x] * scale + dLo + c.ssBase) | 0; };
-    return (c) => { c.eaHi = 0; return (dLo + c.ssBase) | 0; };
-  }
-  if (s === 3) {
-    if (b >= 0 && x >= 0) return (c) => { c.eaHi = c.dsHi; return (c.lo[b] + c.lo[x] * scale + dLo + c.dsBase) | 0; };
-    if (b >= 0) return (c) => { c.eaHi = c.dsHi; return (c.lo[b] + dLo + c.dsBase) | 0; };
-    if (x >= 0) return (c) => { c.eaHi = c.dsHi; return (c.lo[x] * scale + dLo + c.dsBase) | 0; };
-    return (c) => { c.eaHi = c.dsHi; return (dLo + c.dsBase) | 0; };
   }
   if (b >= 0 && x >= 0) return (c) => { c.eaHi = c.segHi[s]; return (c.lo[b] + c.lo[x] * scale + dLo + c.segBase[s]) | 0; };
   if (b >= 0) return (c) => { c.eaHi = c.segHi[s]; return (c.lo[b] + dLo + c.segBase[s]) | 0; };

@@ -119,7 +119,6 @@ export function setSegment(c: Cpu, s: number, sel: number, base: number, limit: 
   c.segAttr[s] = attr;
   c.segHi[s] = (attr & SEG_UNUSABLE) !== 0 && c.bits === 32 && s !== SEG.SS ? UNUSABLE_HI : 0;
   if (s === SEG.SS) c.ssBase = base;
-  else if (s === SEG.DS) { c.dsBase = base; c.dsHi = c.segHi[s]; }
   c.segGen = ++lastGen;
 }
 

@@ -62,7 +62,7 @@ export function loadSegments(c: Cpu, s: Int32Array, gen?: number): void {
     sel[i] = s[i]; base[i] = s[6 + i]; limit[i] = s[12 + i]; attr[i] = s[18 + i];
     hi[i] = c.bits === 32 && i !== 1 && i !== 2 && (s[18 + i] & SEG_UNUSABLE) !== 0 ? UNUSABLE_HI : 0;
   }
-  c.ssBase = base[2]; c.dsBase = base[3]; c.dsHi = hi[3];
+  c.ssBase = base[2];
   c.setGdtr(s[24] !== 0, s[25], s[26]);
   c.setLdtr(s[28], s[27] !== 0, s[29], s[30]);
   c.selectCs(s[1]);
