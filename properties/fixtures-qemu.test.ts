@@ -24,9 +24,6 @@ const ROOT = new URL("..", import.meta.url).pathname;
  */
 const DISAGREE: Record<"i386" | "x86_64", ReadonlyMap<string, RegExp>> = {
   i386: new Map([
-    // MOV to a segment register is not modeled: #UD in the machine, #GP(0x2220) / #SS(0xb0) on QEMU.
-    ["r0_gp_ds", /^(vector: machine 6, QEMU d|handler SP: .*|frame at .*)$/],
-    ["r0_mov_ss_np", /^(vector: machine 6, QEMU c|handler SP: .*|frame at .*)$/],
     // A fetch from a not-present page: the machine sets the I/D bit (0x10) of the #PF error
     // code, as paging with NX does (the machine has execute permissions); the image uses
     // 32-bit paging, which has no NX, so QEMU (like the SDM for that mode) leaves it clear.
@@ -63,8 +60,6 @@ const DISAGREE: Record<"i386" | "x86_64", ReadonlyMap<string, RegExp>> = {
     ["r3_ss_noncanon", /^vector: machine c, QEMU d$/],
     // IRETQ to a not-present SS: #SS(0x50) in the SDM, #NP(0x50) on QEMU.
     ["r0_iretq_user_ss_np", /^vector: machine c, QEMU b$/],
-    // MOV to a segment register is not modeled: #UD in the machine, #SS(0x58) on QEMU.
-    ["r0_mov_ss_np", /^(vector: machine 6, QEMU c|handler SP: .*|frame at .*)$/],
     // IRETQ to a non-canonical RIP: #GP(0) at the IRETQ in the machine (SDM IRET pseudocode);
     // QEMU completes the IRETQ and faults fetching at the non-canonical RIP.
     ["r0_iretq_noncanonical", /^(handler SP: machine 180790, QEMU 180b50|frame at .*)$/],

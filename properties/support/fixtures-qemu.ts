@@ -2,6 +2,7 @@
 // bare-metal images fixtures/tools/qemu-i386.asm and qemu-x86_64.asm; see
 // fixtures/README.md, part 2).
 import { readFileSync } from "node:fs";
+import { Decoder, DecoderOptions } from "iced-x86";
 import {
   type Cpu, type EventKind, F, type Gdt, hasErrorCode, IDT_DELIVERY, linuxGdt32, linuxGdt64, Machine, Perm, Vec,
 } from "../../src/machine/index.js";
@@ -95,6 +96,8 @@ interface CaseEnv {
   readonly ist?: Readonly<Record<number, number>>;
   readonly ss1?: number;
   readonly sp0?: bigint;
+  /** The image's data word the case's first instruction reads (its memory operand), e.g. `sel_ss_np`. */
+  readonly operandWord?: number;
 }
 
 const ENV: Record<32 | 64, Readonly<Record<string, CaseEnv>>> = {
@@ -103,6 +106,7 @@ const ENV: Record<32 | 64, Readonly<Record<string, CaseEnv>>> = {
     r0_gp_np13_df: { notPresent: [13] }, r3_cli_np13_df: { notPresent: [13] }, r0_pf_np14_df: { notPresent: [14] },
     r3_int83_ts_ss1_null: { ss1: 0 }, r3_int83_ts_ss1_rpl: { ss1: 0x93 }, r3_int83_ts_ss1_dpl: { ss1: 0x69 },
     r3_int83_ts_ss1_code: { ss1: 0x89 }, r3_int83_ss1_np: { ss1: 0x99 }, r3_int83_pf_esp1: { ss1: 0x91 },
+    r0_mov_ss_np: { operandWord: 0xb0 },
   },
   64: {
     r0_int3_ist: { ist: { 3: 1 } }, r3_int3_ist: { ist: { 3: 1 } },
@@ -110,6 +114,7 @@ const ENV: Record<32 | 64, Readonly<Record<string, CaseEnv>>> = {
     r0_gp_np13_df: { notPresent: [13] }, r3_cli_np13_df: { notPresent: [13] }, r0_pf_np14_df: { notPresent: [14] },
     r0_int3_pf_pf_df: { ist: { 8: 1 } }, r0_mov_pf_pf_df: { ist: { 8: 1 } }, r0_push_noncanon_df: { ist: { 8: 1 } },
     r3_int3_rsp0_noncanon_df: { ist: { 8: 1 }, sp0: 0x8000000000000000n },
+    r0_mov_ss_np: { operandWord: 0x58 },
   },
 };
 
@@ -123,8 +128,10 @@ function imageGdt(bits: 32 | 64): Gdt {
     g[0xa0 >> 3] = { kind: "data", dpl: 3, present: false, writable: true };
     // 0xa8 has a limit of 0x180fff in the image; the machine does not model segment limits.
     g[0xa8 >> 3] = { kind: "data", dpl: 0, present: true, writable: true };
+    g[0xb0 >> 3] = { kind: "data", dpl: 0, present: false, writable: true };
   } else {
     g[0x50 >> 3] = { kind: "data", dpl: 3, present: false, writable: true };
+    g[0x58 >> 3] = { kind: "data", dpl: 0, present: false, writable: true };
   }
   return g;
 }
@@ -241,6 +248,7 @@ export class QemuReplayer {
     this.delivered = [];
     m.load(c.site, bytesOf(c.code));
     m.load(c.sp, bytesOf(c.mem));
+    if (env.operandWord !== undefined) m.load(operandAddress(bits, c.site, bytesOf(c.code)), [env.operandWord & 0xff, env.operandWord >> 8]);
     const n = bits === 64 ? 16 : 8;
     for (let i = 0; i < n; i++) if (i !== 4) cpu.setReg(i, c.regs[i]);
     cpu.sp = c.sp;
@@ -293,6 +301,19 @@ export class QemuReplayer {
       if (cpu.reg(i) !== c.regs[i]) diffs.push(`reg ${i}: machine ${hx(cpu.reg(i))}, QEMU ${hx(c.regs[i])}`);
     }
     return { diffs, rfOnly, faultFrame, events };
+  }
+}
+
+/** The address of the memory operand of the instruction at `site` (absolute or RIP-relative). */
+function operandAddress(bits: 32 | 64, site: bigint, code: Uint8Array): bigint {
+  const d = new Decoder(bits, code, DecoderOptions.None);
+  d.ip = site;
+  const ins = d.decode();
+  try {
+    return ins.isIpRelMemoryOperand ? ins.ipRelMemoryAddress : ins.memoryDisplacement;
+  } finally {
+    ins.free();
+    d.free();
   }
 }
 

@@ -6,7 +6,7 @@ export const HELP = `int3bed — a testbed for Linux x86 int3-based live patchin
 
 Usage:
   int3bed [check] [flags]         property campaigns on the kernel models (the default command)
-  int3bed mutants [flags]         the kill matrices: single-CPU mutants × campaign properties, SMP mutants × multi-CPU properties
+  int3bed mutants [flags]         the kill matrices: single-CPU mutants × campaign properties, exit-path mutants × exit-path properties, SMP mutants × multi-CPU properties
   int3bed explain [flags]         one case step by step, real and emulated, with stack diagrams per phase
   int3bed machine-check [flags]   delivery + IRET round trip on the machine itself, no kernel model
   int3bed scenario NAME [flags]   a multi-CPU scenario; NAME: text-poke-syscall (the seed text_poke syscall's example program)
@@ -29,7 +29,7 @@ check flags:
 mutants flags:
   --variant NAME     only this mutant, single-CPU or SMP (repeatable; default: all)
   --arch A           only mutants of this architecture: x86_64 (IDT; includes the SMP mutants), x86_32, fred (repeatable)
-  --runs N           runs per property per single-CPU mutant (default: max(300, 16 per coverage cell))
+  --runs N           runs per property per single-CPU or exit-path mutant (default: max(300, 16 per coverage cell); exit path: 100 bad-user-frame, 150 user-segments)
   --smp-runs N       generated interleavings per multi-CPU property per SMP mutant (default: 50)
   --seed S           random seed of both sections (default: 20191105)
   --json             print one JSON document instead of the kill matrices (the SMP section under "smp")

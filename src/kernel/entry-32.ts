@@ -1,16 +1,15 @@
 import { Code, Register as R } from "iced-x86";
 import { Assembler, type Label, mem, reg } from "../asm/index.js";
+import { addExtable, type ExitOptions, type ExtableItems, fixupFrame, GPRS, nameExtableLabels, returnPaths, saveAll } from "./entry-32-macros.js";
 import { assembleFtraceRegsCaller } from "./ftrace-caller.js";
 import type { Kernel } from "./kernel.js";
 
-/** SAVE_ALL's general registers in push order (entry_32.S): pt_regs->ax … ->bx. */
-const GPRS = [R.EAX, R.EBP, R.EDI, R.ESI, R.EDX, R.ECX, R.EBX];
-/** CS_FROM_KERNEL: a software flag in the high bits of the saved CS dword (entry_32.S v5.3). */
-export const CS_FROM_KERNEL = 1 << 29;
+export { CS_FROM_KERNEL } from "./entry-32-macros.js";
 
 /**
- * Segment registers are not modeled: their pt_regs slots (gs, fs, es, ds) are pushed as 0
- * and skipped on exit. Everything else is the real sequence.
+ * The pre-v5.3 designs' stubs keep their segment slots (gs, fs, es, ds) as 0 and leave the
+ * segment registers alone (their properties never change a segment); everything else is
+ * the real sequence. The v5.3 stub saves and restores them for real (entry-32-macros.ts).
  */
 function pushSegs(a: Assembler, n: number): void {
   for (let i = 0; i < n; i++) a.ins(Code.Pushd_imm8, 0);
@@ -41,6 +40,7 @@ function finish(k: Kernel, a: Assembler, at: bigint, x: ExitLabels): bigint {
   k.m.load(at, out.bytes);
   k.sym.set("int3", at);
   k.sym.set("restore_all", out.addressOf(x.restoreAll));
+  k.sym.set("ret_from_exception", out.addressOf(x.restoreAll)); // one return path for user and kernel mode
   k.sym.set(".Lirq_return", out.addressOf(x.irqReturn));
   return at + BigInt(out.bytes.length);
 }
@@ -114,92 +114,57 @@ export function assembleInt3Entry32Rfc(k: Kernel, at: bigint, o: Entry32Options)
   return assembleSaveAllEntry(k, at, o.handler, { rfcCopy: true });
 }
 
-export interface Entry32V53Options extends Entry32Options {
-  /** §7.8 mutant: when regs->sp is unchanged, return through the original hardware frame. */
-  readonly iretFrameFastPath?: boolean;
-  /** §7.15 mutant: classify "from kernel" by RPL != 0 … here: never fix up (treat as user). */
+export interface Entry32V53Options extends Entry32Options, ExitOptions {
+  /** §7.15 mutant (81ff2c37f9e5): the from-kernel test misclassifies kernel frames as user — never fix up. */
   readonly neverFixup?: boolean;
   /**
-   * §7.15 mutant (3c88c692c287 as released in v5.3/v5.4): `.Lirq_return` labels the start of
-   * IRET_FRAME instead of the IRET, so the exception-table entry no longer covers the IRET.
+   * Mutant (before a1a338e5b6fe "x86/entry/32: Unwind the ESPFIX stack earlier on exception
+   * entry", v5.3/v5.4 as released): common_exception unwinds the ESPFIX stack after SAVE_ALL,
+   * so FIXUP_FRAME fills regs->ss/sp with the ESPFIX segment and its offset ESP.
    */
-  readonly irqReturnBeforeIretFrame?: boolean;
+  readonly espfixUnwoundLate?: boolean;
+}
+
+/** The options each kernel's v5.3-style stub was assembled with (its exception path uses the same macros). */
+const v53Stubs = new WeakMap<Kernel, Entry32V53Options>();
+
+/** The options of `k`'s v5.3-style int3 stub, or undefined when its stub is an older design. */
+export function v53StubOptions(k: Kernel): Entry32V53Options | undefined {
+  return v53Stubs.get(k);
 }
 
 /**
- * int3 entry, i386 v5.3 with the Nov 2019 x86/urgent fixes (in 5.3.14, 5.4.1 and v5.5):
- * 82cb8a0b1d8d (FIXUP_FRAME after pushing %fs) and 40ad2199580e (IRET_FRAME at the end of
- * RESTORE_REGS, so `.Lirq_return` labels the IRET again). A kernel-mode
- * frame is completed — the CS dword's high bits cleared and CS_FROM_KERNEL set, then
- * ss, sp (= the interrupted ESP R), flags, cs, ip, orig_eax, gs, fs pushed again below the
- * original six words, which become a 24-byte gap. On exit IRET_FRAME rebuilds the 3-word
- * IRET frame just below the (possibly modified) regs->sp, without lowering ESP first.
+ * int3 entry, i386 v5.3 with the Nov 2019 x86/urgent fixes (in 5.3.14/5.4.1 and v5.5):
+ * 82cb8a0b1d8d (FIXUP_FRAME after pushing %fs), 40ad2199580e (IRET_FRAME at the end of
+ * RESTORE_REGS, so `.Lirq_return` labels the IRET), 4c4fd55d3d59 (IRET_FRAME's stores through
+ * %ss), a1a338e5b6fe and 4a13b0e3e109 (the exception path unwinds ESPFIX before FIXUP_FRAME,
+ * finding the base with SGDT). `int3: pushl $-1; SAVE_ALL; movl %esp,%eax; call do_int3;
+ * jmp ret_from_exception` — SAVE_ALL saves and reloads the segment registers and completes
+ * a kernel-mode frame (FIXUP_FRAME: CS_FROM_KERNEL, ss and sp = the interrupted ESP R pushed
+ * below the original six words, which become a 24-byte gap); the return paths
+ * (entry-32-macros.ts returnPaths) restore them and, for a CS_FROM_KERNEL frame, IRET_FRAME
+ * rebuilds the IRET frame just below the (possibly modified) regs->sp. Returns to user mode
+ * with an LDT stack segment go through the ESPFIX stack.
  */
 export function assembleInt3Entry32V53(k: Kernel, at: bigint, o: Entry32V53Options): bigint {
   const a = new Assembler(32);
-  const noFixup = a.label("from_usermode_no_fixup");
-  const finished = a.label("finished_frame");
-  const fast = a.label("fast_path");
-  const x = exitLabels(a);
-  a.ins(Code.Pushd_imm8, -1);                           // orig_eax
-  pushSegs(a, 2);                                      // gs, fs
-  // FIXUP_FRAME: the stack is fs@0, gs@4, orig_eax@8, ip@12, cs@16, flags@20, <previous>@24
-  a.ins(Code.And_rm32_imm32, mem(R.ESP, 16), 0x0000ffff);
-  if (o.neverFixup) a.branch(Code.Jmp_rel8_32, noFixup);
-  a.ins(Code.Test_rm32_imm32, mem(R.ESP, 16), 3);      // USER_SEGMENT_RPL_MASK: RPL 3 is user
-  a.branch(Code.Jne_rel8_32, noFixup);
-  a.ins(Code.Or_rm32_imm32, mem(R.ESP, 16), CS_FROM_KERNEL);
-  a.ins(Code.Pushd_imm32, k.L.kernelSs);                // ss (%ss = __KERNEL_DS)
-  a.ins(Code.Push_r32, reg(R.ESP));                     // sp: the old ESP …
-  a.ins(Code.Add_rm32_imm8, mem(R.ESP), 7 * 4);         // … moved back to the previous context
-  for (let i = 0; i < 6; i++) a.ins(Code.Push_rm32, mem(R.ESP, 7 * 4)); // flags, cs, ip, orig_eax, gs, fs
-  a.bind(noFixup);
-  pushSegs(a, 2);                                      // es, ds
-  saveGprs(a);
-  a.ins(Code.Mov_rm32_r32, reg(R.EAX), reg(R.ESP));
-  a.ins(Code.Xor_rm32_r32, reg(R.EDX), reg(R.EDX));
+  const ex: ExtableItems = [];
+  const int3 = a.label("int3");
+  a.bind(int3);
+  a.ins(Code.Pushd_imm8, -1);                                          // orig_eax
+  saveAll(a, { fixupFrame: (b) => fixupFrame(b, o.neverFixup === true) });
+  a.ins(Code.Xor_rm32_r32, reg(R.EDX), reg(R.EDX));                    // zero error code
+  a.ins(Code.Mov_rm32_r32, reg(R.EAX), reg(R.ESP));                    // pt_regs pointer
   a.branch(Code.Call_rel32_32, o.handler);
-  a.bind(x.restoreAll);
-  restoreGprs(a);
-  a.ins(Code.Add_rm32_imm8, reg(R.ESP), 5 * 4);         // ds, es, fs, gs, orig_eax: ESP at ip
-  if (o.irqReturnBeforeIretFrame === true) a.bind(x.irqReturn);
-  // IRET_FRAME: the stack is ip@0, cs@4, flags@8, sp@12, ss@16
-  // (since 40ad2199580e it ends RESTORE_REGS, so `.Lirq_return` labels the IRET itself)
-  a.ins(Code.Test_rm32_imm32, mem(R.ESP, 4), CS_FROM_KERNEL);
-  a.branch(Code.Je_rel8_32, finished);
-  a.ins(Code.Push_r32, reg(R.EAX));
-  a.ins(Code.Push_r32, reg(R.ECX));
-  a.ins(Code.Mov_r32_rm32, reg(R.EAX), mem(R.ESP, 5 * 4));   // the (modified) regs->sp
-  if (o.iretFrameFastPath) {
-    // RFC fast path: sp unchanged (== the slot above ss + the 24-byte gap) → reuse the original frame
-    a.ins(Code.Lea_r32_m, reg(R.ECX), mem(R.ESP, 7 * 4 + 24));
-    a.ins(Code.Cmp_rm32_r32, reg(R.EAX), reg(R.ECX));
-    a.branch(Code.Je_rel8_32, fast);
-  }
-  a.ins(Code.Mov_r32_rm32, reg(R.ECX), mem(R.ESP, 4 * 4));   // flags
-  a.ins(Code.Mov_rm32_r32, mem(R.EAX, -4), reg(R.ECX));
-  a.ins(Code.Mov_r32_rm32, reg(R.ECX), mem(R.ESP, 3 * 4));   // cs
-  a.ins(Code.And_rm32_imm32, reg(R.ECX), 0x0000ffff);
-  a.ins(Code.Mov_rm32_r32, mem(R.EAX, -8), reg(R.ECX));
-  a.ins(Code.Mov_r32_rm32, reg(R.ECX), mem(R.ESP, 2 * 4));   // ip
-  a.ins(Code.Mov_rm32_r32, mem(R.EAX, -12), reg(R.ECX));
-  a.ins(Code.Mov_r32_rm32, reg(R.ECX), mem(R.ESP, 1 * 4));   // eax
-  a.ins(Code.Mov_rm32_r32, mem(R.EAX, -16), reg(R.ECX));
-  a.ins(Code.Pop_r32, reg(R.ECX));
-  a.ins(Code.Lea_r32_m, reg(R.ESP), mem(R.EAX, -16));
-  a.ins(Code.Pop_r32, reg(R.EAX));
-  a.bind(finished);
-  if (o.irqReturnBeforeIretFrame !== true) a.bind(x.irqReturn);
-  a.ins(Code.Iretd);
-  if (o.iretFrameFastPath) {
-    a.bind(fast);
-    a.ins(Code.Pop_r32, reg(R.ECX));
-    a.ins(Code.Xchg_rm32_r32, mem(R.ESP), reg(R.EAX));         // eax restored; R on the stack
-    a.ins(Code.Pop_r32, reg(R.ESP));                           // ESP = R
-    a.ins(Code.Sub_rm32_imm8, reg(R.ESP), 12);                 // the original hardware frame, stale ip/flags
-    a.ins(Code.Iretd);
-  }
-  return finish(k, a, at, x);
+  const p = returnPaths(a, o, ex);
+  const out = a.assemble(at);
+  k.m.load(at, out.bytes);
+  k.sym.set("int3", at);
+  for (const l of [p.retFromException, p.restoreAll, p.restoreAllKernel, p.irqReturn]) k.sym.set(l.name, out.addressOf(l));
+  addExtable(k, out, ex);
+  nameExtableLabels(k, out, ex);
+  v53Stubs.set(k, o);
+  return at + BigInt(out.bytes.length);
 }
 
 /** ftrace_regs_caller (trace/ftrace_32.S), reduced: see assembleFtraceRegsCaller in ftrace-caller.ts. */

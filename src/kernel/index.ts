@@ -7,7 +7,7 @@ export { PtRegs, PT_REGS_64, PT_REGS_32, SIZEOF_PT_REGS_64, SIZEOF_PT_REGS_32, u
 export * from "./text-patching.js";
 export { LAYOUT_64, LAYOUT_32, layoutFor, type KernelLayout } from "./layout.js";
 export { assembleInt3Entry64, assembleFtraceRegsCaller64, type Entry64Options } from "./entry-64.js";
-export { assembleInt3Entry32V52, assembleInt3Entry32Move, assembleInt3Entry32V53, assembleInt3Entry32Rfc, CS_FROM_KERNEL } from "./entry-32.js";
+export { assembleInt3Entry32V52, assembleInt3Entry32Move, assembleInt3Entry32V53, assembleInt3Entry32Rfc, CS_FROM_KERNEL, v53StubOptions, type Entry32V53Options } from "./entry-32.js";
 export { assembleFredEntry } from "./entry-fred.js";
 export { pokeInt3HandlerEmulate, pokeInt3HandlerV52, pokeEmulateLoc, type PokeFeatures } from "./alternative.js";
 export { ftraceInt3HandlerV52, ftraceInt3HandlerV51, ftraceInt3Handler32V52, ftraceLocation, isFtraceCaller, MCOUNT_INSN_SIZE } from "./ftrace.js";
@@ -18,6 +18,8 @@ export { IRET_MUTANTS_32 } from "./variants-32.js";
 export { IRET_MUTANTS_64 } from "./variants-64.js";
 export { asmExtable, searchExceptionTables, fixupException, type ExceptionTableEntry } from "./extable.js";
 export { assembleIretFixup32, doGeneralProtection, doIretError } from "./entry-32-exceptions.js";
+export { saveAll, fixupFrame, iretFrame, restoreRegs, checkAndApplyEspfix, unwindEspfixStack, returnPaths, type ExitOptions } from "./entry-32-macros.js";
+export { setupGdt32, setLdt32, setTls32, writeGdtEntry, userDescriptor, gdtAddress, perCpuOffset, GDT_ENTRY_32, GDT_PAGE } from "./gdt-32.js";
 export { assembleGeneralProtection64, fixupBadIret, syncRegs, type GeneralProtection64Options } from "./entry-64-exceptions.js";
 export { updateFtraceFunc, updateFtraceFuncSteps, updateFtraceFuncTextPoke, ftraceCallReplace, type FtraceUpdateStep } from "./ftrace-update.js";
 export { type PatchStep, type Patcher, runPatcher } from "./patch-step.js";

@@ -1,6 +1,7 @@
 import { Machine } from "../machine/machine.js";
 import { Perm } from "../machine/page.js";
 import type { HostCall, HostFn } from "../machine/host.js";
+import { setupGdt32 } from "./gdt-32.js";
 import { type KernelLayout, layoutFor } from "./layout.js";
 import { PtRegs } from "./pt-regs.js";
 
@@ -79,6 +80,7 @@ export class Kernel {
       c.tss.sp[0] = L.stack + BigInt(L.threadSize);
       c.tss.ss[0] = bits === 64 ? 0 : L.kernelSs;
     }
+    if (bits === 32) setupGdt32(this); // the per-CPU GDT in memory and the segments the kernel runs with
   }
 
   /** Places a host function (a kernel C function) and names it. */

@@ -9,9 +9,11 @@ export const ALL_VARIANTS: readonly Variant[] = [...VARIANTS_64, ...VARIANTS_32,
 /** Every built-in mutant (spec §7 bugs and the design mutants). */
 export const ALL_MUTANTS: readonly Variant[] = [...MUTANTS_64, ...MUTANTS_32, ...MUTANTS_FRED];
 /**
- * Mutants of the exit path's IRET fix-up — i386's exception table (spec §7.15, 40ad2199580e),
- * x86-64's error_entry/fixup_bad_iret: invisible to the campaign (a kernel-mode int3's IRET
- * never faults), killed by the bad-user-frame property (oracle/bad-iret.ts); `int3bed
+ * Mutants of the exit path — i386's exception table (spec §7.15, 40ad2199580e), IRET_FRAME's
+ * segment (4c4fd55d3d59), the ESPFIX unwind (a1a338e5b6fe), x86-64's
+ * error_entry/fixup_bad_iret: invisible to the campaign (a kernel-mode int3's IRET never
+ * faults and its segments are the kernel's), killed by the bad-user-frame property
+ * (oracle/bad-iret.ts) or the user-segments/ESPFIX property (oracle/espfix.ts); `int3bed
  * mutants` checks them in a section of their own.
  */
 export const IRET_MUTANTS: readonly Variant[] = [...IRET_MUTANTS_32, ...IRET_MUTANTS_64];

@@ -88,22 +88,22 @@ export const VARIANTS_32: readonly Variant[] = [
   },
   {
     name: "x86_32/v5.3", bits: 32, frame: "idt", sites: "notifier", emulates: ["call"],
-    summary: "v5.3 with its Nov 2019 fixes (82cb8a0b1d8d, 40ad2199580e; stable 5.3.14): FIXUP_FRAME completes kernel frames (24-byte gap), CS_FROM_KERNEL, IRET_FRAME rebuilt below regs->sp, `.Lirq_return` on the iret; the int3 self-test emulates a call",
+    summary: "v5.3 with its Nov 2019 x86/urgent fixes (82cb8a0b1d8d, 40ad2199580e, 4c4fd55d3d59, a1a338e5b6fe, 4a13b0e3e109; all in 5.4.1): SAVE_ALL saves and reloads the segment registers, FIXUP_FRAME completes kernel frames (24-byte gap), CS_FROM_KERNEL, IRET_FRAME rebuilt below regs->sp through %ss, `.Lirq_return` on the iret, ESPFIX on the return to an LDT stack and unwound before FIXUP_FRAME on exception entry; the int3 self-test emulates a call",
     boot: () => buildKernel32(v53Entry(), (k) => installDoInt3(k, selftestChain)),
   },
   {
     name: "x86_32/v5.6", bits: 32, frame: "idt", sites: "poke", emulates: BASIC,
-    summary: "v5.3 frames; poke_int3_handler emulates CALL, JMP32, JMP8, NOP2/NOP5",
+    summary: "v5.3 frames and exit (FIXUP_FRAME, IRET_FRAME through %ss per 4c4fd55d3d59, ESPFIX); poke_int3_handler emulates CALL, JMP32, JMP8, NOP2/NOP5",
     boot: () => buildKernel32(v53Entry(), (k) => installDoInt3(k, pokeChain(POKE_V56))),
   },
   {
     name: "x86_32/v5.10", bits: 32, frame: "idt", sites: "poke", emulates: [...BASIC, "ret"],
-    summary: "v5.6 plus RET emulation",
+    summary: "v5.6 plus RET emulation (same entry and exit: IRET_FRAME through %ss, 4c4fd55d3d59)",
     boot: () => buildKernel32(v53Entry(), (k) => installDoInt3(k, pokeChain(POKE_V510))),
   },
   {
     name: "x86_32/v6.2", bits: 32, frame: "idt", sites: "poke", emulates: [...BASIC, "ret", "jcc8", "jcc32"],
-    summary: "v5.10 plus Jcc8/Jcc32",
+    summary: "v5.10 plus Jcc8/Jcc32 (same entry and exit: IRET_FRAME through %ss, 4c4fd55d3d59)",
     boot: () => buildKernel32(v53Entry(), (k) => installDoInt3(k, pokeChain(POKE_V62))),
   },
 ];
@@ -162,8 +162,9 @@ export const MUTANTS_32: readonly Variant[] = [
 
 /**
  * i386 mutants of the exit path that the campaign (kernel-mode int3s, whose IRET never
- * faults) cannot see: killed by the bad-user-frame property (oracle/bad-iret.ts), not by
- * `checkVariant`. Kept out of MUTANTS_32 for that reason.
+ * faults) cannot see: killed by the bad-user-frame property (oracle/bad-iret.ts) or the
+ * ESPFIX / user-segments property (oracle/espfix.ts), not by `checkVariant`. Kept out of
+ * MUTANTS_32 for that reason.
  */
 export const IRET_MUTANTS_32: readonly Variant[] = [
   {
@@ -171,5 +172,17 @@ export const IRET_MUTANTS_32: readonly Variant[] = [
     breaks: "§7.15 (40ad2199580e): `.Lirq_return` labels IRET_FRAME, not the IRET, so _ASM_EXTABLE(.Lirq_return, iret_exc) misses it — a faulting IRET to a bad user frame oopses instead of signalling the task",
     summary: "3c88c692c287 as released in v5.3/v5.4",
     boot: () => buildKernel32(v53Entry({ irqReturnBeforeIretFrame: true }), (k) => installDoInt3(k, selftestChain)),
+  },
+  {
+    name: "x86_32/mutant/iret-frame-ds-not-ss", bits: 32, frame: "idt", sites: "notifier", emulates: ["call"], mutantOf: "x86_32/v5.3",
+    breaks: "§7.15 (4c4fd55d3d59): IRET_FRAME rebuilds the frame below regs->sp through DS — which by then holds the interrupted frame's DS — not %ss: a kernel-mode exception taken in the exit path after RESTORE_REGS loaded a user's null or based DS (a bad user ES/FS, or an IRET faulting on the ESPFIX stack) returns through a frame written elsewhere, or faults writing it",
+    summary: "IRET_FRAME before 4c4fd55d3d59",
+    boot: () => buildKernel32(v53Entry({ iretFrameDs: true }), (k) => installDoInt3(k, selftestChain)),
+  },
+  {
+    name: "x86_32/mutant/espfix-unwound-after-fixup-frame", bits: 32, frame: "idt", sites: "notifier", emulates: ["call"], mutantOf: "x86_32/v5.3",
+    breaks: "Nov 2019 x86/urgent (a1a338e5b6fe): common_exception unwinds the ESPFIX stack only after FIXUP_FRAME, so a fault taken on it (an IRET or a segment pop to a bad user frame) gets regs->ss = __ESPFIX_SS and regs->sp an offset in that segment — and IRET_FRAME, back on the flat stack, rebuilds the frame at that offset as a linear address",
+    summary: "v5.3/v5.4 as released: UNWIND_ESPFIX_STACK after SAVE_ALL",
+    boot: () => buildKernel32(v53Entry({ espfixUnwoundLate: true }), (k) => installDoInt3(k, selftestChain)),
   },
 ];

@@ -6,6 +6,7 @@ import type { Page } from "./page.js";
 import { emptyTss, type Gate, type Gdt, type Tss } from "./tables.js";
 import { isCanonical, toBig } from "./u64.js";
 import { type EventDelivery, IDT_DELIVERY } from "./deliver.js";
+import { FLAT_CODE_ATTR, FLAT_DATA_ATTR, freshSegGen, SEG, setSegmentQuietly } from "./segments.js";
 import { UsageError } from "../errors.js";
 
 /** Register numbers (iced-x86 order): RAX RCX RDX RBX RSP RBP RSI RDI R8..R15. */
@@ -28,8 +29,9 @@ export interface CpuHooks {
 
 /**
  * One x86 CPU: 32-bit protected mode or 64-bit long mode, general registers as int32
- * halves, RIP, RFLAGS, CS/SS selectors (CPL = CS.RPL), its GDT, IDT and TSS, executing
- * from a shared Memory through the decode cache.
+ * halves, RIP, RFLAGS, segment registers (selectors with their hidden base, limit and
+ * attributes; CPL = CS.RPL), GDTR/LDTR, its IDT and TSS, executing from a shared Memory
+ * through the decode cache.
  */
 export class Cpu {
   readonly lo = new Int32Array(16);
@@ -38,9 +40,54 @@ export class Cpu {
   ripHi = 0;
   flags = 0x2;
   cs = 0;
-  ss = 0;
   cr2 = 0n;
+  /**
+   * Segment registers ES CS SS DS FS GS (segments.ts SEG): selectors and hidden parts.
+   * segBase is the linear base (u32 as int32), segLimit the byte limit (recorded, not
+   * enforced), segAttr the descriptor's attribute bits or SEG_UNUSABLE, segHi the high half
+   * an access through the segment carries (UNUSABLE_HI for a null DS/ES/FS/GS in 32-bit mode).
+   */
+  readonly segSel = new Int32Array(6);
+  readonly segBase = new Int32Array(6);
+  readonly segLimit = new Int32Array(6).fill(-1);
+  readonly segAttr = Int32Array.of(FLAT_DATA_ATTR, FLAT_CODE_ATTR, FLAT_DATA_ATTR, FLAT_DATA_ATTR, FLAT_DATA_ATTR, FLAT_DATA_ATTR);
+  readonly segHi = new Int32Array(6);
+  /** segBase[SS] again as a plain field, for the stack operations. */
+  ssBase = 0;
+  /**
+   * The generation of the segment state (segment registers with their hidden parts, GDTR,
+   * LDTR): a fresh one whenever it changes (segments.ts setSegment, setGdtr, setLdtr), a saved
+   * state's when loaded from it. Two states with the same generation hold the same segment state.
+   */
+  segGen = freshSegGen();
+  /** The typed GDT, used while GDTR does not point into memory (gdtrOn false). */
   gdt: Gdt = [];
+  // GDTR and LDTR (set through setGdtr/setLdtr, which keep segGen honest)
+  #gdtrOn = false; #gdtrBase = 0; #gdtrLimit = 0;
+  #ldtrOn = false; #ldtrSel = 0; #ldtrBase = 0; #ldtrLimit = 0;
+  /** GDTR: when on, descriptors are read from simulated memory at gdtrBase (limit in bytes − 1); off: the typed `gdt`. */
+  get gdtrOn(): boolean { return this.#gdtrOn; }
+  get gdtrBase(): number { return this.#gdtrBase; }
+  get gdtrLimit(): number { return this.#gdtrLimit; }
+  /** LDTR: selector and, when on, the LDT's base and limit (LLDT). */
+  get ldtrOn(): boolean { return this.#ldtrOn; }
+  get ldtrSel(): number { return this.#ldtrSel; }
+  get ldtrBase(): number { return this.#ldtrBase; }
+  get ldtrLimit(): number { return this.#ldtrLimit; }
+
+  /** Loads GDTR (as LGDT does): `on` false goes back to the typed table. */
+  setGdtr(on: boolean, base: number, limit: number): void {
+    this.#gdtrOn = on; this.#gdtrBase = base | 0; this.#gdtrLimit = limit | 0;
+    this.segGen = freshSegGen();
+  }
+
+  /** Loads LDTR (as LLDT does, after its checks): `on` false for a null selector. */
+  setLdtr(sel: number, on: boolean, base: number, limit: number): void {
+    this.#ldtrSel = sel & 0xffff; this.#ldtrOn = on; this.#ldtrBase = base | 0; this.#ldtrLimit = limit | 0;
+    this.segGen = freshSegGen();
+  }
+  /** Scratch: the descriptor dwords the last fetchDescriptor read. */
+  dLo = 0; dHi = 0;
   idt: (Gate | undefined)[] = [];
   tss: Tss = emptyTss();
   halted = false;
@@ -85,9 +132,35 @@ export class Cpu {
   /** The detail of the last stop (a host function's or hook's reason), if any. */
   get lastStopDetail(): string | undefined { return this.stopDetail; }
 
-  /** Sets CS and keeps memory's privilege in step with CPL. */
+  /**
+   * SS, DS, ES, FS, GS selectors. Writing one loads its hidden part from the descriptor table
+   * without privilege checks, as a loader or debugger would (segments.ts setSegmentQuietly);
+   * instructions load them with the SDM's checks.
+   */
+  get ss(): number { return this.segSel[SEG.SS]; }
+  set ss(v: number) { setSegmentQuietly(this, SEG.SS, v); }
+  get ds(): number { return this.segSel[SEG.DS]; }
+  set ds(v: number) { setSegmentQuietly(this, SEG.DS, v); }
+  get es(): number { return this.segSel[SEG.ES]; }
+  set es(v: number) { setSegmentQuietly(this, SEG.ES, v); }
+  get fs(): number { return this.segSel[SEG.FS]; }
+  set fs(v: number) { setSegmentQuietly(this, SEG.FS, v); }
+  get gs(): number { return this.segSel[SEG.GS]; }
+  set gs(v: number) { setSegmentQuietly(this, SEG.GS, v); }
+
+  /**
+   * Sets CS as a loader would (CPL = its RPL): in 32-bit mode the hidden part is loaded from
+   * the descriptor without checks, like the other segment setters.
+   */
   setCs(sel: number): void {
+    if (this.bits === 32) setSegmentQuietly(this, SEG.CS, sel);
+    else this.selectCs(sel);
+  }
+
+  /** Sets the CS selector alone (the caller sets the hidden part) and keeps memory's privilege in step with CPL. */
+  selectCs(sel: number): void {
     this.cs = sel & 0xffff;
+    if (this.segSel[SEG.CS] !== this.cs) { this.segSel[SEG.CS] = this.cs; this.segGen = freshSegGen(); }
     const user = (sel & 3) === 3;
     if (user !== this.mem.user) {
       this.mem.user = user;
@@ -120,7 +193,7 @@ export class Cpu {
       this.lo[4] = nl; this.hi[4] = nh;
     } else {
       const n = (this.lo[4] - 4) | 0;
-      this.mem.write32(n, 0, lo, true);
+      this.mem.write32((n + this.ssBase) | 0, 0, lo, true);
       this.lo[4] = n;
     }
   }
@@ -129,7 +202,8 @@ export class Cpu {
   push16(v: number): void {
     const s = (this.lo[4] >>> 0) - 2;
     const nl = s | 0, nh = this.bits === 64 && s < 0 ? (this.hi[4] - 1) | 0 : this.hi[4];
-    this.mem.write16(nl, nh, v, true);
+    if (this.bits === 64) this.mem.write16(nl, nh, v, true);
+    else this.mem.write16((nl + this.ssBase) | 0, 0, v, true);
     this.lo[4] = nl; this.hi[4] = nh;
   }
 
@@ -143,14 +217,20 @@ export class Cpu {
       return v;
     }
     this.th = 0;
-    return this.mem.read32((this.lo[4] + off) | 0, 0, true);
+    return this.mem.read32((this.lo[4] + off + this.ssBase) | 0, 0, true);
   }
 
   /** Reads 2 bytes at SP + off. */
   peek16(off: number): number {
     const s = (this.lo[4] >>> 0) + off;
-    const h = this.bits === 64 ? (this.hi[4] + (s >= 4294967296 ? 1 : 0)) | 0 : 0;
-    return this.mem.read16(s | 0, h, true);
+    if (this.bits === 32) return this.mem.read16((s + this.ssBase) | 0, 0, true);
+    return this.mem.read16(s | 0, (this.hi[4] + (s >= 4294967296 ? 1 : 0)) | 0, true);
+  }
+
+  /** The linear address of SS:ESP + off (32-bit mode; 64-bit mode ignores the base). */
+  stackLinear(off = 0): bigint {
+    if (this.bits === 64) return BigInt.asUintN(64, this.sp + BigInt(off));
+    return BigInt((this.lo[4] + off + this.ssBase) >>> 0);
   }
 
   /** SP += delta (delta may be negative), wrapping at the stack width. */
@@ -389,7 +469,9 @@ export class Cpu {
 
   /** A fault thrown by the current instruction: delivered with the instruction's address. */
   fault(f: CpuFault): void {
-    this.raise(f.vector, "fault", f.errorCode, this.curLo, this.curHi, f.cr2, f.detail);
+    // 32-bit mode has no non-canonical addresses: such a fault is an access through a null segment (segments.ts UNUSABLE_HI)
+    const detail = this.bits === 32 && f.detail !== undefined && f.detail.startsWith("non-canonical") ? "access through a null segment register" : f.detail;
+    this.raise(f.vector, "fault", f.errorCode, this.curLo, this.curHi, f.cr2, detail);
   }
 
   /**

@@ -1,7 +1,8 @@
 import type { Cpu } from "./cpu.js";
 import { CpuFault, type EventKind, hasErrorCode, idtError, selectorError, Vec } from "./events.js";
 import { F } from "./flags.js";
-import { descriptorOf, type Gate } from "./tables.js";
+import { loadChecked, lookupDescriptor, SEG } from "./segments.js";
+import type { Gate } from "./tables.js";
 import { hiOf, loOf } from "./u64.js";
 
 /**
@@ -36,7 +37,7 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
   if (g === undefined) throw new CpuFault(Vec.GP, idtError(vector, ext), undefined, `no IDT gate for vector ${vector}`);
   if (kind === "software" && c.cpl > g.dpl) throw new CpuFault(Vec.GP, idtError(vector, false), undefined, `gate DPL ${g.dpl} < CPL ${c.cpl}`);
   if (!g.present) throw new CpuFault(Vec.NP, idtError(vector, ext), undefined, `gate ${vector} not present`);
-  const d = descriptorOf(c.gdt, g.selector);
+  const d = lookupDescriptor(c, g.selector);
   if (d === undefined || d.kind !== "code" || d.dpl > c.cpl || (c.bits === 64) !== (d.long === true)) {
     throw new CpuFault(Vec.GP, selectorError(g.selector) | (ext ? 1 : 0), undefined, `bad gate selector 0x${g.selector.toString(16)}`);
   }
@@ -58,11 +59,13 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
     if (ext && e instanceof CpuFault && e.vector !== Vec.PF && e.errorCode !== undefined) throw new CpuFault(e.vector, e.errorCode | 1, e.cr2, e.detail);
     throw e;
   }
-  c.setCs((g.selector & ~3) | newCpl);
+  const csBase = c.bits === 64 ? 0 : loadChecked(c, SEG.CS, (g.selector & ~3) | newCpl);
+  if (c.bits === 64) c.setCs((g.selector & ~3) | newCpl);
   handlerOf(c, g);
   let f = c.flags & ~(F.TF | F.NT | F.RF | F.VM);
   if (g.type === "interrupt") f &= ~F.IF;
   c.flags = f;
+  if (csBase !== 0) c.unsupported(`gate ${vector}: a code segment with base 0x${(csBase >>> 0).toString(16)} is not modeled`);
 }
 
 /** The last gate delivered through and its handler's int32 halves (gates are immutable: converting once is enough). */
@@ -102,27 +105,33 @@ function deliver64(c: Cpu, ist: number, oldCpl: number, newCpl: number, image: n
   if (newCpl !== oldCpl) c.ss = newCpl; // NULL selector with RPL = new CPL
 }
 
-/** 32-bit frame: [SS, ESP when the privilege changes,] EFLAGS, CS, EIP [, error code]; no alignment. */
+/**
+ * 32-bit frame: [SS, ESP when the privilege changes,] EFLAGS, CS, EIP [, error code]; no
+ * alignment. The frame goes to SS:ESP — the new SS (from the TSS, its base from its
+ * descriptor) on a privilege change, else the current one, base included.
+ */
 function deliver32(c: Cpu, oldCpl: number, newCpl: number, image: number, eip: number, ec: number | undefined): void {
   const mem = c.mem;
-  let sp: number;
-  let newSs = c.ss;
+  let sp: number, base: number;
+  let newSs = -1;
   const words: number[] = [];
   if (newCpl < oldCpl) {
     newSs = c.tss.ss[newCpl];
-    const sd = descriptorOf(c.gdt, newSs);
+    const sd = lookupDescriptor(c, newSs);
     if (sd === undefined || sd.kind !== "data" || !sd.writable || sd.dpl !== newCpl || (newSs & 3) !== newCpl) {
       throw new CpuFault(Vec.TS, selectorError(newSs), undefined, `bad TSS SS${newCpl} 0x${newSs.toString(16)}`);
     }
     if (!sd.present) throw new CpuFault(Vec.SS, selectorError(newSs));
     sp = loOf(c.tss.sp[newCpl]);
+    base = (sd.base ?? 0) | 0;
     words.push(c.ss, c.lo[4]);
   } else {
     sp = c.lo[4];
+    base = c.ssBase;
   }
   words.push(image, c.cs, eip);
   if (ec !== undefined) words.push(ec);
-  for (let k = 0; k < words.length; k++) mem.write32((sp - 4 * (k + 1)) | 0, 0, words[k], true);
+  for (let k = 0; k < words.length; k++) mem.write32((base + sp - 4 * (k + 1)) | 0, 0, words[k], true);
   c.lo[4] = (sp - 4 * words.length) | 0;
-  c.ss = newSs;
+  if (newSs >= 0) loadChecked(c, SEG.SS, newSs);
 }

@@ -30,7 +30,7 @@ export class HostCall {
   arg(i: number): bigint {
     if (this.conv === "cdecl") {
       const c = this.cpu;
-      return BigInt(c.mem.read32((c.lo[4] + 4 * (i + 1)) | 0, 0, true) >>> 0);
+      return BigInt(c.mem.read32((c.lo[4] + 4 * (i + 1) + c.ssBase) | 0, 0, true) >>> 0); // SS:ESP
     }
     const regs = ARG_REGS[this.conv];
     if (i < 0 || i >= regs.length) throw new RangeError(`${this.name}: argument ${i} is not in a register under ${this.conv}`);
@@ -40,7 +40,7 @@ export class HostCall {
 
   /** Low and high int32 halves of argument i (no BigInt; for hot host code). */
   argLo(i: number): number {
-    if (this.conv === "cdecl") return this.cpu.mem.read32((this.cpu.lo[4] + 4 * (i + 1)) | 0, 0, true);
+    if (this.conv === "cdecl") return this.cpu.mem.read32((this.cpu.lo[4] + 4 * (i + 1) + this.cpu.ssBase) | 0, 0, true);
     return this.cpu.lo[this.regs[i]];
   }
   argHi(i: number): number {

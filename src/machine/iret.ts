@@ -1,7 +1,8 @@
 import type { Cpu } from "./cpu.js";
 import { CpuFault, selectorError, Vec } from "./events.js";
 import { F, STATUS } from "./flags.js";
-import { descriptorOf } from "./tables.js";
+import { loadChecked, lookupDescriptor, nullInaccessibleDataSegments, SEG } from "./segments.js";
+import type { SegmentDescriptor } from "./tables.js";
 import { isCanonical, toBig } from "./u64.js";
 
 /**
@@ -32,15 +33,15 @@ function frameWord(c: Cpu, off: number, size: number): number {
   return c.peek16(off);
 }
 
-/** Checks a CS selector popped by IRET (SDM Vol. 2 IRET, "RETURN-FROM-..."); returns the new CPL. */
-function checkCs(c: Cpu, cs: number): number {
+/** Checks a CS selector popped by IRET (SDM Vol. 2 IRET, "RETURN-FROM-..."); returns its descriptor (the new CPL is its RPL). */
+function checkCs(c: Cpu, cs: number): SegmentDescriptor {
   if ((cs & 0xfffc) === 0) throw new CpuFault(Vec.GP, 0, undefined, "IRET to a null CS");
   const rpl = cs & 3;
-  const d = descriptorOf(c.gdt, cs);
+  const d = lookupDescriptor(c, cs);
   if (rpl < c.cpl || d === undefined || d.kind !== "code") throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET to bad CS 0x${cs.toString(16)}`);
   if (d.conforming ? d.dpl > rpl : d.dpl !== rpl) throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} DPL ${d.dpl} != RPL ${rpl}`);
   if (!d.present) throw new CpuFault(Vec.NP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} not present`);
-  return rpl;
+  return d;
 }
 
 /** Checks an SS selector popped by IRET against the new CPL. */
@@ -50,7 +51,7 @@ function checkSs(c: Cpu, ss: number, newCpl: number, long64: boolean): void {
     if (long64 && newCpl !== 3 && (ss & 3) === newCpl) return;
     throw new CpuFault(Vec.GP, 0, undefined, `IRET to a null SS 0x${ss.toString(16)}`);
   }
-  const d = descriptorOf(c.gdt, ss);
+  const d = lookupDescriptor(c, ss);
   if ((ss & 3) !== newCpl || d === undefined || d.kind !== "data" || !d.writable || d.dpl !== newCpl) {
     throw new CpuFault(Vec.GP, selectorError(ss), undefined, `IRET to bad SS 0x${ss.toString(16)}`);
   }
@@ -59,8 +60,10 @@ function checkSs(c: Cpu, ss: number, newCpl: number, long64: boolean): void {
 
 /**
  * IRET / IRETD / IRETQ with operand size `size` (SDM Vol. 2 IRET). 64-bit mode always pops
- * RIP, CS, RFLAGS, RSP, SS; 32-bit protected mode pops EIP, CS, EFLAGS and, when returning
- * to an outer privilege, ESP and SS. Every read and check happens before any state changes.
+ * RIP, CS, RFLAGS, RSP, SS; 32-bit protected mode pops EIP, CS, EFLAGS (from SS:ESP, the SS
+ * base included) and, when returning to an outer privilege, ESP and SS — whose descriptor
+ * gives the new stack's base — then nulls DS/ES/FS/GS segments the new CPL may not use.
+ * Every read and check happens before any state changes.
  * IRET is serializing. Task returns (NT) and VM86 are not modeled: NT raises #GP(0) in
  * 64-bit mode (as hardware does) and stops the run as unsupported in 32-bit mode.
  */
@@ -78,9 +81,9 @@ export function iret(c: Cpu, size: number): void {
     c.unsupported("IRET to virtual-8086 mode is not modeled");
     return;
   }
-  const newCpl = checkCs(c, cs);
-  const d = descriptorOf(c.gdt, cs);
-  const long = d?.long === true;
+  const d = checkCs(c, cs);
+  const newCpl = cs & 3;
+  const long = d.long === true;
   if (is64 && !long) {
     c.unsupported(`IRETQ to compatibility-mode CS 0x${cs.toString(16)} is not modeled`);
     return;
@@ -104,10 +107,13 @@ export function iret(c: Cpu, size: number): void {
     if (size === 8) { c.lo[4] = spLo; c.hi[4] = spHi; }
     else if (is64) { c.lo[4] = spLo; c.hi[4] = 0; }
     else c.lo[4] = spLo;
-    c.ss = ss;
+    if (is64) c.ss = ss; else loadChecked(c, SEG.SS, ss);
   } else {
     c.spAdd(3 * size);
   }
-  c.setCs(cs);
+  const csBase = is64 ? 0 : loadChecked(c, SEG.CS, cs);
+  if (is64) c.setCs(cs);
+  else if (newCpl > oldCpl) nullInaccessibleDataSegments(c, newCpl);
   c.serializations++;
+  if (csBase !== 0) c.unsupported(`IRET to a code segment with base 0x${(csBase >>> 0).toString(16)} is not modeled`);
 }

@@ -8,7 +8,9 @@ import type { Insn } from "./insn.js";
 import { Memory } from "./memory.js";
 import { Perm } from "./page.js";
 import { diffStates, type DiffOptions, loadCpu, type MachineSnapshot, saveCpu, type StateDiff } from "./state.js";
-import { type Gate, linuxGdt32, linuxGdt64, SEL32, SEL64 } from "./tables.js";
+import { lldt } from "./segments.js";
+import { encodeDescriptor, type Gate, type Gdt, linuxGdt32, linuxGdt64, SEL32, SEL64 } from "./tables.js";
+import { CpuFault } from "./events.js";
 import { hiOf, loOf, toBig } from "./u64.js";
 
 export interface MachineOptions {
@@ -32,8 +34,10 @@ export type WriteHook = (addr: bigint, size: number) => void;
 
 /**
  * An x86 machine: memory shared by one or more CPUs, host functions, hooks, snapshots.
- * Nothing in it knows about Linux. The CPUs start at CPL 0 with Linux's GDT layout
- * (64-bit: CS 0x10, SS 0x18; 32-bit: CS 0x60, SS 0x68), flat segments, IF clear.
+ * Nothing in it knows about Linux. The CPUs start at CPL 0 with Linux's GDT layout as a
+ * typed table (64-bit: CS 0x10, SS 0x18; 32-bit: CS 0x60, SS 0x68 and, as Linux runs, DS =
+ * ES = __USER_DS 0x7b, FS = GS null), flat segments, IF clear. `setGdt` puts a GDT in
+ * simulated memory.
  */
 export class Machine {
   readonly bits: 32 | 64;
@@ -51,7 +55,7 @@ export class Machine {
     for (let i = 0; i < n; i++) {
       const c = new Cpu(this.mem, opts.bits, decode);
       if (opts.bits === 64) { c.gdt = linuxGdt64(); c.setCs(SEL64.KERNEL_CS); c.ss = SEL64.KERNEL_DS; }
-      else { c.gdt = linuxGdt32(); c.setCs(SEL32.KERNEL_CS); c.ss = SEL32.KERNEL_DS; }
+      else { c.gdt = linuxGdt32(); c.setCs(SEL32.KERNEL_CS); c.ss = SEL32.KERNEL_DS; c.ds = SEL32.USER_DS; c.es = SEL32.USER_DS; c.fs = 0; c.gs = 0; }
       this.cpus.push(c);
     }
   }
@@ -99,6 +103,46 @@ export class Machine {
     if (this.bits === 32 && g.ist !== 0) throw new UsageError("IST exists only in 64-bit mode");
     if (g.ist < 0 || g.ist > 7) throw new UsageError(`IST index must be 0..7, got ${g.ist}`);
     for (const c of this.cpus) c.idt[vector] = g;
+    return this;
+  }
+
+  /**
+   * Puts a GDT in simulated memory (32-bit mode): writes `entries` as descriptors at `base`
+   * (mapped; index i at base + 8i, holes as zeros) and points GDTR there (limit 8n − 1) on
+   * CPU `cpu`, or on every CPU. Segment registers keep their hidden parts until reloaded, as
+   * after LGDT.
+   */
+  setGdt(base: bigint, entries: Gdt, cpu?: number): this {
+    if (this.bits !== 32) throw new UsageError("a GDT in memory is modeled in 32-bit mode only");
+    if (cpu !== undefined && this.cpus[cpu] === undefined) throw new UsageError(`no CPU ${cpu}`);
+    const n = Math.max(1, entries.length);
+    if (n > 8192) throw new UsageError(`a GDT has at most 8192 entries, got ${n}`);
+    const bytes = new Uint8Array(8 * n);
+    const dv = new DataView(bytes.buffer);
+    for (let i = 1; i < entries.length; i++) {
+      const d = entries[i];
+      if (d === undefined) continue;
+      const [lo, hi] = encodeDescriptor(d);
+      dv.setInt32(8 * i, lo, true); dv.setInt32(8 * i + 4, hi, true);
+    }
+    if (!this.mem.isMapped(base) || !this.mem.isMapped(base + BigInt(bytes.length - 1))) throw new UsageError(`GDT at 0x${base.toString(16)}: not mapped`);
+    this.mem.load(base, bytes);
+    for (const c of cpu === undefined ? this.cpus : [this.cpus[cpu]]) {
+      c.setGdtr(true, Number(BigInt.asIntN(32, base)), 8 * n - 1);
+    }
+    return this;
+  }
+
+  /** LLDT on CPU `cpu` (default 0) from outside: a bad selector is a UsageError. */
+  loadLdt(sel: number, cpu = 0): this {
+    const c = this.cpus[cpu];
+    if (c === undefined) throw new UsageError(`no CPU ${cpu}`);
+    const cs = c.cs;
+    c.setCs(cs & ~3);
+    try { lldt(c, sel); } catch (e) {
+      if (e instanceof CpuFault) throw new UsageError(`LDT selector 0x${sel.toString(16)}: ${e.toString()}`);
+      throw e;
+    } finally { c.setCs(cs); }
     return this;
   }
 

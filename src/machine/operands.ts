@@ -76,12 +76,34 @@ export function immOperand(value: bigint, size: number): Operand {
   return { size, kind: "imm", reg: -1, get, set: bad, setSame: bad };
 }
 
-/** Compiles the memory operand's address computation (base + index*scale + disp, or RIP-relative). */
-export function compileEa(ins: Instruction, bits: number): { ea: Ea; stack: boolean } {
+/** The segment register number (segments.ts SEG) of an iced segment register. */
+function segNumber(r: Register): number {
+  switch (r) {
+    case Register.ES: return 0;
+    case Register.CS: return 1;
+    case Register.SS: return 2;
+    case Register.FS: return 4;
+    case Register.GS: return 5;
+    default: return 3;
+  }
+}
+
+/**
+ * Compiles the memory operand's address computation (base + index*scale + disp, or
+ * RIP-relative). `linear` (the default) adds the base of the operand's segment in 32-bit
+ * mode — SS for ESP/EBP bases, DS otherwise, or the override — and carries the segment's
+ * high half (nonzero only for a null DS/ES/FS/GS, which makes the access fault); LEA asks
+ * for the offset alone. `stack` says the access is SS-relative (a fault is then #SS, not
+ * #GP). 64-bit mode ignores the bases; FS/GS there are not modeled.
+ */
+export function compileEa(ins: Instruction, bits: number, linear = true): { ea: Ea; stack: boolean } {
+  const seg = segNumber(ins.memorySegment);
+  const stack = seg === 2;
+  if (bits === 64 && (seg === 4 || seg === 5) && linear) throw new Unsupported("FS/GS segment in 64-bit mode");
   if (ins.isIpRelMemoryOperand) {
     const a = ins.ipRelMemoryAddress;
     const lo = loOf(a), hi = bits === 64 ? hiOf(a) : 0;
-    return { ea: (c) => { c.eaHi = hi; return lo; }, stack: false };
+    return { ea: (c) => { c.eaHi = hi; return lo; }, stack };
   }
   const base = ins.memoryBase === Register.None ? undefined : gpr(ins.memoryBase);
   const index = ins.memoryIndex === Register.None ? undefined : gpr(ins.memoryIndex);
@@ -92,9 +114,8 @@ export function compileEa(ins: Instruction, bits: number): { ea: Ea; stack: bool
   const disp = ins.memoryDisplacement;
   const dLo = loOf(disp) >>> 0, dHi = asz === 8 ? hiOf(disp) : 0;
   const scale = ins.memoryIndexScale;
-  const stack = base !== undefined && (base[0] === 4 || base[0] === 5);
-  if (ins.segmentPrefix === Register.FS || ins.segmentPrefix === Register.GS) throw new Unsupported("FS/GS segment override");
   const b = base ? base[0] : -1, x = index ? index[0] : -1;
+  if (bits === 32 && linear) return { ea: segmentedEa(asz, b, x, scale, dLo, seg), stack };
   let ea: Ea;
   if (asz === 2) {
     // 16-bit addressing (0x67 in 32-bit code): the sum wraps at 64 KiB.
@@ -131,6 +152,22 @@ export function compileEa(ins: Instruction, bits: number): { ea: Ea; stack: bool
     }
   }
   return { ea, stack };
+}
+
+/**
+ * 32-bit protected mode: the linear address segment base + offset (wrapping at 4 GiB), with
+ * the segment's high half in c.eaHi. One closure per address shape for every segment (the
+ * segment is an index), so the operand accessors' calls stay as monomorphic as before.
+ */
+function segmentedEa(asz: number, b: number, x: number, scale: number, dLo: number, s: number): Ea {
+  if (asz === 2) {
+    const d16 = dLo & 0xffff;
+    return (c) => { c.eaHi = c.segHi[s]; return ((((b >= 0 ? c.lo[b] : 0) + (x >= 0 ? c.lo[x] : 0) + d16) & 0xffff) + c.segBase[s]) | 0; };
+  }
+  if (b >= 0 && x >= 0) return (c) => { c.eaHi = c.segHi[s]; return (c.lo[b] + c.lo[x] * scale + dLo + c.segBase[s]) | 0; };
+  if (b >= 0) return (c) => { c.eaHi = c.segHi[s]; return (c.lo[b] + dLo + c.segBase[s]) | 0; };
+  if (x >= 0) return (c) => { c.eaHi = c.segHi[s]; return (c.lo[x] * scale + dLo + c.segBase[s]) | 0; };
+  return (c) => { c.eaHi = c.segHi[s]; return (dLo + c.segBase[s]) | 0; };
 }
 
 export function memOperand(ins: Instruction, bits: number, size: number): Operand {

@@ -27,7 +27,7 @@ export function compileData(ins: Instruction, bits: number): Exec | undefined {
     case Mnemonic.Lea: {
       const dsz = operandSize(ins, 0);
       const d = operand(ins, 0, bits, dsz);
-      const { ea } = compileEa(ins, bits);
+      const { ea } = compileEa(ins, bits, false); // LEA: the offset, no segment base
       return (c) => { const a = ea(c); d.set(c, a, dsz === 8 ? c.eaHi : 0); };
     }
     case Mnemonic.Xchg: {

@@ -1,7 +1,15 @@
 import type { Cpu } from "./cpu.js";
 import { REG_NAMES_32, REG_NAMES_64 } from "./cpu.js";
 import type { MemorySnapshot } from "./memory.js";
+import { freshSegGen, SEG_NAMES, SEG_UNUSABLE, UNUSABLE_HI } from "./segments.js";
 import { toBig } from "./u64.js";
+
+/**
+ * The segment state in CpuState.seg: per segment register (ES CS SS DS FS GS) its selector
+ * [0..5], base [6..11], limit [12..17] and attributes [18..23]; then GDTR (on, base, limit)
+ * [24..26] and LDTR (on, selector, base, limit) [27..30].
+ */
+export const SEG_STATE_LEN = 31;
 
 /** Architectural CPU state, copied out (plain data). */
 export interface CpuState {
@@ -13,21 +21,67 @@ export interface CpuState {
   readonly flags: number;
   readonly cs: number;
   readonly ss: number;
+  /** Segment registers with their hidden parts, GDTR and LDTR (layout: SEG_STATE_LEN). */
+  readonly seg: Int32Array;
+  /**
+   * The CPU's segment-state generation when saved (Cpu.segGen; equal generations, equal
+   * segment registers), for reusable buffers that skip unchanged registers. Snapshots leave
+   * it out, so equal states compare equal.
+   */
+  readonly segGen?: number;
   readonly cr2: bigint;
   readonly halted: boolean;
+}
+
+/** Copies a CPU's segment state into `out` (SEG_STATE_LEN int32s). */
+export function saveSegments(c: Cpu, out: Int32Array): Int32Array {
+  const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr;
+  for (let i = 0; i < 6; i++) { out[i] = sel[i]; out[6 + i] = base[i]; out[12 + i] = limit[i]; out[18 + i] = attr[i]; }
+  out[24] = c.gdtrOn ? 1 : 0; out[25] = c.gdtrBase; out[26] = c.gdtrLimit;
+  out[27] = c.ldtrOn ? 1 : 0; out[28] = c.ldtrSel; out[29] = c.ldtrBase; out[30] = c.ldtrLimit;
+  return out;
+}
+
+/** Whether the CPU's segment state equals `s` (as saveSegments writes it). */
+function sameSegments(c: Cpu, s: Int32Array): boolean {
+  const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr;
+  for (let i = 0; i < 6; i++) if (sel[i] !== s[i] || base[i] !== s[6 + i] || limit[i] !== s[12 + i] || attr[i] !== s[18 + i]) return false;
+  return (c.gdtrOn ? 1 : 0) === s[24] && c.gdtrBase === s[25] && c.gdtrLimit === s[26] &&
+    (c.ldtrOn ? 1 : 0) === s[27] && c.ldtrSel === s[28] && c.ldtrBase === s[29] && c.ldtrLimit === s[30];
+}
+
+/**
+ * Puts segment state saved by saveSegments back. `gen` is the generation it was saved with:
+ * nothing to do when the CPU still has it; without one, a state equal to the CPU's keeps the
+ * CPU's generation.
+ */
+export function loadSegments(c: Cpu, s: Int32Array, gen?: number): void {
+  if (gen !== undefined ? gen === c.segGen : sameSegments(c, s)) { c.selectCs(s[1]); return; }
+  const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr, hi = c.segHi;
+  for (let i = 0; i < 6; i++) {
+    sel[i] = s[i]; base[i] = s[6 + i]; limit[i] = s[12 + i]; attr[i] = s[18 + i];
+    hi[i] = c.bits === 32 && i !== 1 && i !== 2 && (s[18 + i] & SEG_UNUSABLE) !== 0 ? UNUSABLE_HI : 0;
+  }
+  c.ssBase = base[2];
+  c.setGdtr(s[24] !== 0, s[25], s[26]);
+  c.setLdtr(s[28], s[27] !== 0, s[29], s[30]);
+  c.selectCs(s[1]);
+  c.segGen = gen ?? freshSegGen();
 }
 
 export function saveCpu(c: Cpu): CpuState {
   return {
     bits: c.bits, lo: c.lo.slice(), hi: c.hi.slice(), ripLo: c.ripLo, ripHi: c.ripHi,
-    flags: c.flags, cs: c.cs, ss: c.ss, cr2: c.cr2, halted: c.halted,
+    flags: c.flags, cs: c.cs, ss: c.ss, seg: saveSegments(c, new Int32Array(SEG_STATE_LEN)), cr2: c.cr2, halted: c.halted,
   };
 }
 
 export function loadCpu(c: Cpu, s: CpuState): void {
   c.lo.set(s.lo); c.hi.set(s.hi);
   c.ripLo = s.ripLo; c.ripHi = s.ripHi;
-  c.flags = s.flags; c.setCs(s.cs); c.ss = s.ss; c.cr2 = s.cr2; c.halted = s.halted;
+  c.flags = s.flags;
+  loadSegments(c, s.seg, s.segGen);
+  c.cr2 = s.cr2; c.halted = s.halted;
   c.refetch();
 }
 
@@ -62,6 +116,11 @@ function regList(s: CpuState, mask: number): [string, bigint][] {
   out.push([s.bits === 64 ? "rip" : "eip", s.bits === 64 ? toBig(s.ripLo, s.ripHi) : BigInt(s.ripLo >>> 0)]);
   out.push([s.bits === 64 ? "rflags" : "eflags", BigInt((s.flags & mask) >>> 0)]);
   out.push(["cs", BigInt(s.cs)], ["ss", BigInt(s.ss)]);
+  for (const i of [3, 0, 4, 5]) out.push([SEG_NAMES[i], BigInt(s.seg[i])]);
+  for (let i = 0; i < 6; i++) {
+    out.push([`${SEG_NAMES[i]}.base`, BigInt(s.seg[6 + i] >>> 0)], [`${SEG_NAMES[i]}.limit`, BigInt(s.seg[12 + i] >>> 0)], [`${SEG_NAMES[i]}.attr`, BigInt(s.seg[18 + i] >>> 0)]);
+  }
+  out.push(["gdtr.base", s.seg[24] === 0 ? -1n : BigInt(s.seg[25] >>> 0)], ["gdtr.limit", BigInt(s.seg[26])], ["ldtr", BigInt(s.seg[28])]);
   return out;
 }
 

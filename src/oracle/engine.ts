@@ -2,7 +2,7 @@ import { Int3bedError } from "../errors.js";
 import type { Cpu } from "../machine/cpu.js";
 import { Journal } from "../machine/journal.js";
 import type { Machine } from "../machine/machine.js";
-import { type CpuState, diffCpu, diffMemory, loadCpu, type MachineSnapshot, type MemoryDiff, type RegisterDiff, type StateDiff } from "../machine/state.js";
+import { type CpuState, diffCpu, diffMemory, loadCpu, type MachineSnapshot, type MemoryDiff, type RegisterDiff, saveSegments, SEG_STATE_LEN, type StateDiff } from "../machine/state.js";
 import { type Bench, COOKIE } from "./emulation.js";
 import { diffRuns, type KeyRanges, remaps, SegmentBuffer } from "./segment.js";
 
@@ -11,17 +11,20 @@ class CpuBuffer implements CpuState {
   bits: 32 | 64 = 64;
   readonly lo = new Int32Array(16);
   readonly hi = new Int32Array(16);
+  readonly seg = new Int32Array(SEG_STATE_LEN);
+  segGen = -1;
   ripLo = 0; ripHi = 0; flags = 0; cs = 0; ss = 0; cr2 = 0n; halted = false;
 
   save(c: Cpu): void {
     this.bits = c.bits;
     this.lo.set(c.lo); this.hi.set(c.hi);
     this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
+    if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; } // only when the segment state changed
   }
 
   /** A plain copy that outlives the buffer. */
   copy(): CpuState {
-    return { bits: this.bits, lo: this.lo.slice(), hi: this.hi.slice(), ripLo: this.ripLo, ripHi: this.ripHi, flags: this.flags, cs: this.cs, ss: this.ss, cr2: this.cr2, halted: this.halted };
+    return { bits: this.bits, lo: this.lo.slice(), hi: this.hi.slice(), ripLo: this.ripLo, ripHi: this.ripHi, flags: this.flags, cs: this.cs, ss: this.ss, seg: this.seg.slice(), segGen: this.segGen, cr2: this.cr2, halted: this.halted };
   }
 }
 
@@ -251,11 +254,12 @@ function cpuDiff(a: readonly CpuState[], b: readonly CpuState[]): RegisterDiff[]
   return out;
 }
 
-/** What diffCpu compares: the GPRs (64-bit: both halves), RIP, RFLAGS, CS, SS. */
+/** What diffCpu compares: the GPRs (64-bit: both halves), RIP, RFLAGS, the segment state (selectors, hidden parts, GDTR/LDTR). */
 function sameRegs(a: CpuState, b: CpuState): boolean {
   if (a.bits !== b.bits || a.flags !== b.flags || a.cs !== b.cs || a.ss !== b.ss || a.ripLo !== b.ripLo) return false;
   const wide = a.bits === 64;
   if (wide && a.ripHi !== b.ripHi) return false;
+  if (a.segGen === undefined || a.segGen !== b.segGen) for (let i = 0; i < SEG_STATE_LEN; i++) if (a.seg[i] !== b.seg[i]) return false;
   const n = wide ? 16 : 8;
   for (let i = 0; i < n; i++) {
     if (a.lo[i] !== b.lo[i]) return false;
