@@ -100,14 +100,8 @@ export class Journal {
   /** A new entry for `record` (nothing once broken). */
   private add(p: Page, key: number, off: number, size: number): void {
     if (this.broken) return;
-    const i = this.n;
-    if (i === this.keys.length) this.grow();
-    this.pages[i] = p;
-    this.keys[i] = key;
-    this.offs[i] = off;
-    this.sizes[i] = size;
     const b = this.nb;
-    this.at[i] = b;
+    const i = this.entry(p, key, off, size);
     if (size === 8 || size === 4) {
       const dv = p.dv;
       this.vlo[i] = dv.getInt32(off, true);
@@ -197,13 +191,7 @@ export class Journal {
    */
   recordZero(p: Page, key: number, off: number, size: number): void {
     if (size <= 8 || this.broken) { this.record(p, key, off, size); return; }
-    const i = this.n;
-    if (i === this.keys.length) this.grow();
-    this.pages[i] = p;
-    this.keys[i] = key;
-    this.offs[i] = off;
-    this.sizes[i] = size;
-    this.at[i] = this.nb;
+    const i = this.entry(p, key, off, size);
     this.vhi[i] = 1;
     this.tailPage = null;
     if (this.nZeros === this.zeroAt.length) { const a = new Int32Array(2 * this.nZeros); a.set(this.zeroAt); this.zeroAt = a; }
@@ -225,16 +213,22 @@ export class Journal {
     return k < 4 ? (this.vlo[i] >>> (8 * k)) & 0xff : (this.vhi[i] >>> (8 * (k - 4))) & 0xff;
   }
 
+  /** Entry n, the next, for `size` bytes at `off` of page `key` (object `p`), its old bytes to go at `nb`; the caller fills in the rest and bumps n. */
+  private entry(p: Page | undefined, key: number, off: number, size: number): number {
+    const i = this.n;
+    if (i === this.keys.length) this.grow();
+    this.pages[i] = p;
+    this.keys[i] = key;
+    this.offs[i] = off;
+    this.sizes[i] = size;
+    this.at[i] = this.nb;
+    return i;
+  }
+
   /** Records a mapping change of page `key`; `prev` is the page object it had (undefined: unmapped). */
   mapping(key: number, prev: Page | undefined): void {
     if (this.broken) return;
-    const i = this.n;
-    if (i === this.keys.length) this.grow();
-    this.pages[i] = prev;
-    this.keys[i] = key;
-    this.offs[i] = 0;
-    this.sizes[i] = 0;
-    this.at[i] = this.nb;
+    const i = this.entry(prev, key, 0, 0);
     this.tailPage = null;
     if (this.nMaps === this.mapAt.length) { const a = new Int32Array(2 * this.nMaps); a.set(this.mapAt); this.mapAt = a; }
     this.mapAt[this.nMaps++] = i;

@@ -3,7 +3,7 @@ import { CpuFault, PF, Vec } from "./events.js";
 import type { Journal } from "./journal.js";
 import { freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
 import { PageIndex } from "./page-index.js";
-import { isCanonical, pageKey, toBig } from "./u64.js";
+import { hiOf, isCanonical, loOf, pageKey, toBig } from "./u64.js";
 
 const TLB = 64;
 
@@ -407,32 +407,8 @@ export class Memory {
 
   /** Loads bytes ignoring write protection (a loader, not the CPU); pages must be mapped. */
   load(addr: bigint, bytes: Uint8Array | readonly number[]): void {
-    if (this.beforeLoad !== null && bytes.length > 0) this.beforeLoad(addr, bytes.length);
     const a = BigInt.asUintN(64, addr);
-    let k = 0;
-    while (k < bytes.length) {
-      const x = BigInt.asUintN(64, a + BigInt(k));
-      const key = Number(x >> 12n);
-      let p = this.index.get(key);
-      if (!p) throw new UsageError(`load: 0x${x.toString(16)} is not mapped`);
-      if (p.epoch !== this.epoch) {
-        p = p.copyFor(this.epoch);
-        this.put(key, p);
-      }
-      const off = Number(x & 4095n);
-      const n = Math.min(bytes.length - k, 4096 - off);
-      if (this.journal !== null) this.journal.record(p, key, off, n);
-      if (bytes instanceof Uint8Array) p.data.set(bytes.subarray(k, k + n), off);
-      else for (let i = 0; i < n; i++) p.data[off + i] = bytes[k + i];
-      // a short load (a patch site) drops only the decoded instructions it overlaps
-      if (n <= 64) { if (p.code !== null || p.crossIn) this.invalidate(p, Number(BigInt.asIntN(32, x)), Number(BigInt.asIntN(32, x >> 32n)), off, n); }
-      else {
-        if (p.code) this.dropCode(key);
-        if (off < 15) this.dropCode(key - 1);
-      }
-      k += n;
-    }
-    this.gen++;
+    this.loadAt(loOf(a), hiOf(a), bytes);
     this.flush();
   }
 
@@ -452,33 +428,24 @@ export class Memory {
   /** `load` at the address (lo, hi) of the first `len` bytes of `bytes`. */
   loadAt(lo: number, hi: number, bytes: Uint8Array | readonly number[], len = bytes.length): void {
     if (this.beforeLoad !== null && len > 0) this.beforeLoad(toBig(lo, hi), len);
-    let k = 0, copied = false;
+    let k = 0;
+    this.loadCopied = false;
     while (k < len) {
       const a = (lo >>> 0) + k;
       const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
       const key = pageKey(l, h);
-      let p = this.index.get(key);
-      if (!p) throw new UsageError(`load: 0x${toBig(l, h).toString(16)} is not mapped`);
-      if (p.epoch !== this.epoch) {
-        p = p.copyFor(this.epoch);
-        this.put(key, p);
-        copied = true;
-      }
+      const p = this.loadPage(key, l, h);
       const off = l & 4095;
       const n = Math.min(len - k, 4096 - off);
       if (this.journal !== null) this.journal.record(p, key, off, n);
       const d = p.data;
       if (n > 16 && bytes instanceof Uint8Array) d.set(k === 0 && n === bytes.length ? bytes : bytes.subarray(k, k + n), off);
       else for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
-      if (n <= 64) { if (p.code !== null || p.crossIn) this.invalidate(p, l, h, off, n); }
-      else {
-        if (p.code) this.dropCode(key);
-        if (off < 15) this.dropCode(key - 1);
-      }
+      this.loaded(p, key, l, h, off, n);
       k += n;
     }
     this.gen++;
-    if (copied) this.flush();
+    if (this.loadCopied) this.flush();
   }
 
   /**
@@ -491,18 +458,13 @@ export class Memory {
     if (this.beforeLoad !== null && len > 0) this.beforeLoad(toBig(lo, hi), len);
     const plen = pattern.length;
     if (plen === 0) throw new UsageError("fill: empty pattern");
-    let k = 0, copied = false;
+    let k = 0;
+    this.loadCopied = false;
     while (k < len) {
       const a = (lo >>> 0) + k;
       const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
       const key = pageKey(l, h);
-      let p = this.index.get(key);
-      if (!p) throw new UsageError(`load: 0x${toBig(l, h).toString(16)} is not mapped`);
-      if (p.epoch !== this.epoch) {
-        p = p.copyFor(this.epoch);
-        this.put(key, p);
-        copied = true;
-      }
+      const p = this.loadPage(key, l, h);
       const off = l & 4095;
       const n = Math.min(len - k, 4096 - off);
       if (this.journal !== null) {
@@ -518,16 +480,36 @@ export class Memory {
         d.copyWithin(off + w, off, off + c);
         w += c;
       }
-      if (n <= 64) { if (p.code !== null || p.crossIn) this.invalidate(p, l, h, off, n); }
-      else {
-        if (p.code) this.dropCode(key);
-        if (off < 15) this.dropCode(key - 1);
-      }
+      this.loaded(p, key, l, h, off, n);
       k += n;
     }
     this.gen++;
-    if (copied) this.flush();
+    if (this.loadCopied) this.flush();
   }
+  /** Whether the current loadAt/fillAt copied a page (its TLB slots are then stale). */
+  private loadCopied = false;
+
+  /** Page `key` (holding (l, h)) for loadAt/fillAt, made this epoch's own (copy-on-write). */
+  private loadPage(key: number, l: number, h: number): Page {
+    let p = this.index.get(key);
+    if (!p) throw new UsageError(`load: 0x${toBig(l, h).toString(16)} is not mapped`);
+    if (p.epoch !== this.epoch) {
+      p = p.copyFor(this.epoch);
+      this.put(key, p);
+      this.loadCopied = true;
+    }
+    return p;
+  }
+
+  /** After loadAt/fillAt wrote n bytes at off of page p: a short write (a patch site) drops only the decoded instructions it overlaps. */
+  private loaded(p: Page, key: number, l: number, h: number, off: number, n: number): void {
+    if (n <= 64) { if (p.code !== null || p.crossIn) this.invalidate(p, l, h, off, n); }
+    else {
+      if (p.code) this.dropCode(key);
+      if (off < 15) this.dropCode(key - 1);
+    }
+  }
+
 
   /** Called when code is decoded into the page at (lo, hi): only its write-TLB slot must go. */
   codeAddedAt(lo: number, hi: number): void {
