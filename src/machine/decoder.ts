@@ -40,25 +40,23 @@ function hostExec(h: HostEntry, bits: number): Exec {
   const W = bits === 64 ? 8 : 4;
   // one HostCall reused per CPU (a fresh one when the function is re-entered meanwhile)
   let spare: HostCall | undefined;
+  const fn = h.fn;
   return (c: Cpu) => {
     let call = spare;
-    if (call === undefined || call.cpu !== c) call = new HostCall(c, h.conv, h.name);
-    else call.noReturn = false;
-    spare = undefined;
-    let r: ReturnType<typeof h.fn>;
-    try {
-      r = h.fn(call);
-    } finally {
-      spare = call;
-    }
+    if (call !== undefined && call.cpu === c) { spare = undefined; call.noReturn = false; }
+    else call = new HostCall(c, h.conv, h.name); // (a throw out of fn leaves spare empty: the next call makes a new one)
+    const r = fn(call);
+    spare = call;
     if (call.noReturn) return;
-    if (typeof r === "number" && Number.isSafeInteger(r) && r >= 0 && r <= 0xffffffff) {
-      c.lo[0] = r | 0;
-      c.hi[0] = 0;
-    } else if (r !== undefined) {
-      const v = BigInt.asUintN(64, BigInt(r));
-      c.lo[0] = Number(BigInt.asIntN(32, v));
-      c.hi[0] = bits === 64 ? Number(BigInt.asIntN(32, v >> 32n)) : 0;
+    if (r !== undefined) { // void functions (do_int3) skip the result
+      if (typeof r === "number" && Number.isSafeInteger(r) && r >= 0 && r <= 0xffffffff) {
+        c.lo[0] = r | 0;
+        c.hi[0] = 0;
+      } else {
+        const v = BigInt.asUintN(64, BigInt(r));
+        c.lo[0] = Number(BigInt.asIntN(32, v));
+        c.hi[0] = bits === 64 ? Number(BigInt.asIntN(32, v >> 32n)) : 0;
+      }
     }
     const tl = c.peekW(0), th = c.th;
     c.jumpTo(tl, th);

@@ -1,7 +1,7 @@
 import type { Cpu } from "./cpu.js";
 import { CpuFault, selectorError, Vec } from "./events.js";
 import { F, STATUS } from "./flags.js";
-import { loadChecked, lookupDescriptor, nullInaccessibleDataSegments, SEG } from "./segments.js";
+import { FLAT_DATA_ATTR, loadChecked, lookupDescriptor, nullInaccessibleDataSegments, SEG } from "./segments.js";
 import type { SegmentDescriptor } from "./tables.js";
 import { isCanonical, toBig } from "./u64.js";
 
@@ -33,6 +33,41 @@ function frameWord(c: Cpu, off: number, size: number): number {
   return c.peek16(off);
 }
 
+/** The five frame words readFrame read, as int32 halves: word k in FRAME[2k] (low), FRAME[2k + 1] (high; 0 for 4-byte words). */
+const FRAME = new Int32Array(10);
+
+/**
+ * Reads all five frame words (RIP, CS, RFLAGS, RSP, SS: 5 × `size` bytes from SP, SS:ESP in
+ * 32-bit mode) into FRAME with one page look-up, when that is exactly what reading them one
+ * by one with frameWord does: no read watch (which would see each read), 8-byte words in
+ * 64-bit mode or 4-byte words in 32-bit mode, and the whole frame within one page (so no
+ * word can fault once the first has not; the first faults exactly as frameWord's would).
+ * Words the general path reads only on a privilege change (RSP, SS) are read here too: they
+ * sit on the page already checked, and nothing observes the read. False: use frameWord.
+ */
+function readFrame(c: Cpu, size: number): boolean {
+  const mem = c.mem;
+  if (mem.readWatch !== null) return false;
+  let lo: number, hi: number;
+  if (c.bits === 64) {
+    if (size !== 8) return false;
+    lo = c.lo[4]; hi = c.hi[4];
+  } else {
+    if (size !== 4) return false;
+    lo = (c.lo[4] + c.ssBase) | 0; hi = 0;
+  }
+  const off = lo & 4095;
+  if (off > 4096 - 5 * size) return false;
+  const dv = mem.readPage(lo, hi, false, true).dv; // (the look-up read64/read32 make for a stack read)
+  const f = FRAME;
+  if (size === 8) {
+    for (let k = 0; k < 10; k++) f[k] = dv.getInt32(off + 4 * k, true);
+  } else {
+    for (let k = 0; k < 5; k++) { f[2 * k] = dv.getInt32(off + 4 * k, true); f[2 * k + 1] = 0; }
+  }
+  return true;
+}
+
 /** Checks a CS selector popped by IRET (SDM Vol. 2 IRET, "RETURN-FROM-..."); returns its descriptor (the new CPL is its RPL). */
 function checkCs(c: Cpu, cs: number): SegmentDescriptor {
   if ((cs & 0xfffc) === 0) throw new CpuFault(Vec.GP, 0, undefined, "IRET to a null CS");
@@ -59,6 +94,14 @@ function checkSs(c: Cpu, ss: number, newCpl: number, long64: boolean): void {
 }
 
 /**
+ * True when `c.ss = ss` (64-bit mode: the selector with a flat hidden part, setSegmentQuietly)
+ * would change nothing: SS already holds `ss` (16-bit) with base 0, limit −1 and flat data attributes.
+ */
+function sameFlatSs(c: Cpu, ss: number): boolean {
+  return c.segSel[SEG.SS] === ss && c.segBase[SEG.SS] === 0 && c.segLimit[SEG.SS] === -1 && c.segAttr[SEG.SS] === FLAT_DATA_ATTR;
+}
+
+/**
  * IRET / IRETD / IRETQ with operand size `size` (SDM Vol. 2 IRET). 64-bit mode always pops
  * RIP, CS, RFLAGS, RSP, SS; 32-bit protected mode pops EIP, CS, EFLAGS (from SS:ESP, the SS
  * base included) and, when returning to an outer privilege, ESP and SS — whose descriptor
@@ -74,9 +117,11 @@ export function iret(c: Cpu, size: number): void {
     c.unsupported("IRET with NT set (task return) is not modeled");
     return;
   }
-  const ipLo = frameWord(c, 0, size), ipHi = c.th;
-  const cs = frameWord(c, size, size) & 0xffff;
-  const fl = frameWord(c, 2 * size, size);
+  const f = FRAME;
+  const eager = readFrame(c, size);
+  const ipLo = eager ? f[0] : frameWord(c, 0, size), ipHi = eager ? f[1] : c.th;
+  const cs = (eager ? f[2] : frameWord(c, size, size)) & 0xffff;
+  const fl = eager ? f[4] : frameWord(c, 2 * size, size);
   if (!is64 && (fl & F.VM) !== 0 && c.cpl === 0) {
     c.unsupported("IRET to virtual-8086 mode is not modeled");
     return;
@@ -90,8 +135,11 @@ export function iret(c: Cpu, size: number): void {
   }
   let spLo = 0, spHi = 0, ss = c.ss, popSs = false;
   if (is64 || newCpl > c.cpl) {
-    spLo = frameWord(c, 3 * size, size); spHi = size === 8 ? c.th : 0;
-    ss = frameWord(c, 4 * size, size) & 0xffff;
+    if (eager) { spLo = f[6]; spHi = f[7]; ss = f[8] & 0xffff; }
+    else {
+      spLo = frameWord(c, 3 * size, size); spHi = size === 8 ? c.th : 0;
+      ss = frameWord(c, 4 * size, size) & 0xffff;
+    }
     popSs = true;
     checkSs(c, ss, newCpl, is64);
   }
@@ -107,7 +155,8 @@ export function iret(c: Cpu, size: number): void {
     if (size === 8) { c.lo[4] = spLo; c.hi[4] = spHi; }
     else if (is64) { c.lo[4] = spLo; c.hi[4] = 0; }
     else c.lo[4] = spLo;
-    if (is64) c.ss = ss; else loadChecked(c, SEG.SS, ss);
+    if (!is64) loadChecked(c, SEG.SS, ss);
+    else if (!sameFlatSs(c, ss)) c.ss = ss; // (the common IRETQ reloads the SS it runs on: nothing to set)
   } else {
     c.spAdd(3 * size);
   }
