@@ -1,4 +1,5 @@
 import type { Machine } from "../machine/machine.js";
+import type { Memory } from "../machine/memory.js";
 import { hiOf, loOf, toBig } from "../machine/u64.js";
 
 /** struct pt_regs field offsets, x86-64 (arch/x86/include/asm/ptrace.h; same v5.1–v6.x). */
@@ -29,10 +30,15 @@ export class PtRegs {
   private readonly hi: number;
   private readonly table: Record<string, number>;
   private readonly wide: boolean;
+  /** The machine's memory (every field access goes there). */
+  private readonly mem: Memory;
+  /** High half of the field last read with lo32. */
+  rhi = 0;
 
   /** The view at `addr`, or, given `hi`, at the int32 halves (addr, hi) (hi ignored on 32-bit). */
   constructor(readonly m: Machine, addr: bigint | number, hi = 0) {
     this.wide = m.bits === 64;
+    this.mem = m.mem;
     if (typeof addr === "number") {
       this.lo = addr | 0;
       this.hi = this.wide ? hi | 0 : 0;
@@ -75,20 +81,17 @@ export class PtRegs {
   /** Low half of a field (the whole field on 32-bit); the high half is then in `rhi`. */
   lo32(f: PtRegsField): number {
     const s = (this.lo >>> 0) + this.offsetOf(f);
-    const mem = this.m.mem;
+    const mem = this.mem;
     if (!this.wide) { this.rhi = 0; return mem.read32(s | 0, 0); }
     const v = mem.read64(s | 0, (this.hi + (s >= 4294967296 ? 1 : 0)) | 0);
     this.rhi = mem.rhi;
     return v;
   }
 
-  /** High half of the field last read with lo32. */
-  rhi = 0;
-
   /** Writes a field from int32 halves (hi ignored on 32-bit). */
   setHalves(f: PtRegsField, lo: number, hi: number): void {
     const s = (this.lo >>> 0) + this.offsetOf(f);
-    const mem = this.m.mem;
+    const mem = this.mem;
     if (!this.wide) mem.write32(s | 0, 0, lo);
     else mem.write64(s | 0, (this.hi + (s >= 4294967296 ? 1 : 0)) | 0, lo, hi);
   }

@@ -114,7 +114,6 @@ function deliver32(c: Cpu, oldCpl: number, newCpl: number, image: number, eip: n
   const mem = c.mem;
   let sp: number, base: number;
   let newSs = -1;
-  const words: number[] = [];
   if (newCpl < oldCpl) {
     newSs = c.tss.ss[newCpl];
     const sd = lookupDescriptor(c, newSs);
@@ -124,14 +123,21 @@ function deliver32(c: Cpu, oldCpl: number, newCpl: number, image: number, eip: n
     if (!sd.present) throw new CpuFault(Vec.SS, selectorError(newSs));
     sp = loOf(c.tss.sp[newCpl]);
     base = (sd.base ?? 0) | 0;
-    words.push(c.ss, c.lo[4]);
   } else {
     sp = c.lo[4];
     base = c.ssBase;
   }
-  words.push(image, c.cs, eip);
-  if (ec !== undefined) words.push(ec);
-  for (let k = 0; k < words.length; k++) mem.write32((base + sp - 4 * (k + 1)) | 0, 0, words[k], true);
-  c.lo[4] = (sp - 4 * words.length) | 0;
+  // the words from the top down, each at base + sp − 4·(k + 1) modulo 2^32
+  let k = 0;
+  if (newSs >= 0) {
+    mem.write32((base + sp - 4) | 0, 0, c.ss, true);
+    mem.write32((base + sp - 8) | 0, 0, c.lo[4], true);
+    k = 2;
+  }
+  mem.write32((base + sp - 4 * ++k) | 0, 0, image, true);
+  mem.write32((base + sp - 4 * ++k) | 0, 0, c.cs, true);
+  mem.write32((base + sp - 4 * ++k) | 0, 0, eip, true);
+  if (ec !== undefined) mem.write32((base + sp - 4 * ++k) | 0, 0, ec, true);
+  c.lo[4] = (sp - 4 * k) | 0;
   if (newSs >= 0) loadChecked(c, SEG.SS, newSs);
 }

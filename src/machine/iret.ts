@@ -58,13 +58,22 @@ function readFrame(c: Cpu, size: number): boolean {
   }
   const off = lo & 4095;
   if (off > 4096 - 5 * size) return false;
-  const dv = mem.readPage(lo, hi, false, true).dv; // (the look-up read64/read32 make for a stack read)
+  const p = mem.readPage(lo, hi, false, true); // (the look-up read64/read32 make for a stack read)
   const f = FRAME;
-  if (size === 8) {
-    for (let k = 0; k < 10; k++) f[k] = dv.getInt32(off + 4 * k, true);
-  } else {
-    for (let k = 0; k < 5; k++) { f[2 * k] = dv.getInt32(off + 4 * k, true); f[2 * k + 1] = 0; }
+  if ((off & 3) === 0) { // (word loads: Page.i32 is the page's bytes as little-endian int32s)
+    const w = p.i32, q = off >> 2;
+    if (size === 8) {
+      f[0] = w[q]; f[1] = w[q + 1]; f[2] = w[q + 2]; f[3] = w[q + 3]; f[4] = w[q + 4];
+      f[5] = w[q + 5]; f[6] = w[q + 6]; f[7] = w[q + 7]; f[8] = w[q + 8]; f[9] = w[q + 9];
+    } else {
+      f[0] = w[q]; f[2] = w[q + 1]; f[4] = w[q + 2]; f[6] = w[q + 3]; f[8] = w[q + 4];
+      f[1] = 0; f[3] = 0; f[5] = 0; f[7] = 0; f[9] = 0;
+    }
+    return true;
   }
+  const dv = p.dv;
+  if (size === 8) for (let k = 0; k < 10; k++) f[k] = dv.getInt32(off + 4 * k, true);
+  else for (let k = 0; k < 5; k++) { f[2 * k] = dv.getInt32(off + 4 * k, true); f[2 * k + 1] = 0; }
   return true;
 }
 
