@@ -29,7 +29,16 @@ export class PtRegs {
   private readonly lo: number;
   private readonly hi: number;
   private readonly table: Record<string, number>;
-  private readonly wide: boolean;
+  /**
+   * The word size, 8 or 4: a small-integer field. (A boolean field costs V8 a full truthiness
+   * test on every use; this view is read on every trap.)
+   */
+  private readonly size: 4 | 8;
+  // the offsets of the fields every trap reads and writes (set once: no table or module load per access)
+  private readonly ipOff: number;
+  private readonly spOff: number;
+  private readonly csOff: number;
+  private readonly flagsOff: number;
   /** The machine's memory (every field access goes there). */
   private readonly mem: Memory;
   /** High half of the field last read with lo32. */
@@ -37,17 +46,20 @@ export class PtRegs {
 
   /** The view at `addr`, or, given `hi`, at the int32 halves (addr, hi) (hi ignored on 32-bit). */
   constructor(readonly m: Machine, addr: bigint | number, hi = 0) {
-    this.wide = m.bits === 64;
+    const wide = m.bits === 64;
+    this.size = wide ? 8 : 4;
     this.mem = m.mem;
     if (typeof addr === "number") {
       this.lo = addr | 0;
-      this.hi = this.wide ? hi | 0 : 0;
+      this.hi = wide ? hi | 0 : 0;
     } else {
       const a = BigInt.asUintN(m.bits, addr);
       this.lo = loOf(a);
-      this.hi = this.wide ? hiOf(a) : 0;
+      this.hi = wide ? hiOf(a) : 0;
     }
-    this.table = this.wide ? PT_REGS_64 : PT_REGS_32;
+    const t = wide ? PT_REGS_64 : PT_REGS_32;
+    this.table = t;
+    this.ipOff = t.ip; this.spOff = t.sp; this.csOff = t.cs; this.flagsOff = t.flags;
   }
 
   /** The view at the address (lo, hi) (int32 halves; hi ignored on 32-bit). */
@@ -56,17 +68,17 @@ export class PtRegs {
   }
 
   /** The address of the struct. */
-  get addr(): bigint { return this.wide ? toBig(this.lo, this.hi) : BigInt(this.lo >>> 0); }
+  get addr(): bigint { return this.size === 8 ? toBig(this.lo, this.hi) : BigInt(this.lo >>> 0); }
   get bits(): 32 | 64 { return this.m.bits; }
-  get word(): 4 | 8 { return this.wide ? 8 : 4; }
+  get word(): 4 | 8 { return this.size; }
 
   offsetOf(f: PtRegsField): number {
     // the fields every trap reads and writes first, by comparison with the literal (a keyed
     // load with a variable name is a dictionary look-up in V8)
-    if (f === "ip") return this.wide ? PT_REGS_64.ip : PT_REGS_32.ip;
-    if (f === "sp") return this.wide ? PT_REGS_64.sp : PT_REGS_32.sp;
-    if (f === "cs") return this.wide ? PT_REGS_64.cs : PT_REGS_32.cs;
-    if (f === "flags") return this.wide ? PT_REGS_64.flags : PT_REGS_32.flags;
+    if (f === "ip") return this.ipOff;
+    if (f === "sp") return this.spOff;
+    if (f === "cs") return this.csOff;
+    if (f === "flags") return this.flagsOff;
     const o = this.table[f];
     if (o === undefined) throw new RangeError(`pt_regs has no field ${f} on ${this.m.bits}-bit`);
     return o;
@@ -82,7 +94,7 @@ export class PtRegs {
   lo32(f: PtRegsField): number {
     const s = (this.lo >>> 0) + this.offsetOf(f);
     const mem = this.mem;
-    if (!this.wide) { this.rhi = 0; return mem.read32(s | 0, 0); }
+    if (this.size === 4) { this.rhi = 0; return mem.read32(s | 0, 0); }
     const v = mem.read64(s | 0, (this.hi + (s >= 4294967296 ? 1 : 0)) | 0);
     this.rhi = mem.rhi;
     return v;
@@ -92,17 +104,17 @@ export class PtRegs {
   setHalves(f: PtRegsField, lo: number, hi: number): void {
     const s = (this.lo >>> 0) + this.offsetOf(f);
     const mem = this.mem;
-    if (!this.wide) mem.write32(s | 0, 0, lo);
+    if (this.size === 4) mem.write32(s | 0, 0, lo);
     else mem.write64(s | 0, (this.hi + (s >= 4294967296 ? 1 : 0)) | 0, lo, hi);
   }
 
   get(f: PtRegsField): bigint {
     const l = this.lo32(f);
-    return this.wide ? toBig(l, this.rhi) : BigInt(l >>> 0);
+    return this.size === 8 ? toBig(l, this.rhi) : BigInt(l >>> 0);
   }
 
   set(f: PtRegsField, v: bigint): void {
-    this.setHalves(f, loOf(v), this.wide ? hiOf(v) : 0);
+    this.setHalves(f, loOf(v), this.size === 8 ? hiOf(v) : 0);
   }
 
   get ip(): bigint { return this.get("ip"); }

@@ -47,7 +47,7 @@ function hostExec(h: HostEntry, bits: number): Exec {
     else call = new HostCall(c, h.conv, h.name); // (a throw out of fn leaves spare empty: the next call makes a new one)
     const r = fn(call);
     spare = call;
-    if (call.noReturn) return;
+    if (call.noReturn === true) return;
     if (r !== undefined) { // void functions (do_int3) skip the result
       if (typeof r === "number" && Number.isSafeInteger(r) && r >= 0 && r <= 0xffffffff) {
         c.lo[0] = r | 0;

@@ -24,6 +24,9 @@ export interface EventDelivery {
 /** Legacy IDT delivery with IRET (SDM Vol. 3A §6.12–6.14). */
 export const IDT_DELIVERY: EventDelivery = { name: "idt", deliver };
 
+// (Boolean fields are tested with `=== true` on this path: V8 does not track that a field only
+// ever holds booleans, so a bare `if (x.flag)` is a full truthiness test.)
+
 /**
  * Delivers an event through the IDT (SDM Vol. 3A §6.12, §6.14). Throws CpuFault when the
  * delivery itself faults (bad gate, bad stack, #PF on the frame); the caller decides
@@ -36,25 +39,25 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
   const g = c.idt[vector];
   if (g === undefined) throw new CpuFault(Vec.GP, idtError(vector, ext), undefined, `no IDT gate for vector ${vector}`);
   if (kind === "software" && c.cpl > g.dpl) throw new CpuFault(Vec.GP, idtError(vector, false), undefined, `gate DPL ${g.dpl} < CPL ${c.cpl}`);
-  if (!g.present) throw new CpuFault(Vec.NP, idtError(vector, ext), undefined, `gate ${vector} not present`);
+  if (g.present !== true) throw new CpuFault(Vec.NP, idtError(vector, ext), undefined, `gate ${vector} not present`);
   const d = lookupDescriptor(c, g.selector);
   if (d === undefined || d.kind !== "code" || d.dpl > c.cpl || (c.bits === 64) !== (d.long === true)) {
     throw new CpuFault(Vec.GP, selectorError(g.selector) | (ext ? 1 : 0), undefined, `bad gate selector 0x${g.selector.toString(16)}`);
   }
-  if (!d.present) throw new CpuFault(Vec.NP, selectorError(g.selector) | (ext ? 1 : 0));
+  if (d.present !== true) throw new CpuFault(Vec.NP, selectorError(g.selector) | (ext ? 1 : 0));
   const oldCpl = c.cpl;
-  const newCpl = d.conforming ? oldCpl : d.dpl;
+  const newCpl = d.conforming === true ? oldCpl : d.dpl;
   const pushErr = errorCode !== undefined && hasErrorCode(vector) && kind !== "software" && kind !== "external";
   // The flags image: faults save RF = 1 (SDM Vol. 3A §18.3.1.1); traps and interrupts as is.
   const image = kind === "fault" ? c.flags | F.RF : c.flags;
   const mem = c.mem;
   const wasUser = mem.user;
-  if (wasUser) { mem.user = false; mem.flush(); mem.gen++; } // frame writes are supervisor accesses
+  if (wasUser === true) { mem.user = false; mem.flush(); mem.gen++; } // frame writes are supervisor accesses
   try {
     if (c.bits === 64) deliver64(c, g.ist, oldCpl, newCpl, image, savedLo, savedHi, pushErr ? (errorCode as number) : undefined);
     else deliver32(c, oldCpl, newCpl, image, savedLo, pushErr ? (errorCode as number) : undefined);
   } catch (e) {
-    if (wasUser) { mem.user = true; mem.flush(); }
+    if (wasUser === true) { mem.user = true; mem.flush(); }
     // A stack fault (#TS/#SS, not #PF) met while delivering a non-software event carries EXT.
     if (ext && e instanceof CpuFault && e.vector !== Vec.PF && e.errorCode !== undefined) throw new CpuFault(e.vector, e.errorCode | 1, e.cr2, e.detail);
     throw e;

@@ -83,8 +83,8 @@ function checkCs(c: Cpu, cs: number): SegmentDescriptor {
   const rpl = cs & 3;
   const d = lookupDescriptor(c, cs);
   if (rpl < c.cpl || d === undefined || d.kind !== "code") throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET to bad CS 0x${cs.toString(16)}`);
-  if (d.conforming ? d.dpl > rpl : d.dpl !== rpl) throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} DPL ${d.dpl} != RPL ${rpl}`);
-  if (!d.present) throw new CpuFault(Vec.NP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} not present`);
+  if (d.conforming === true ? d.dpl > rpl : d.dpl !== rpl) throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} DPL ${d.dpl} != RPL ${rpl}`);
+  if (d.present !== true) throw new CpuFault(Vec.NP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} not present`);
   return d;
 }
 
