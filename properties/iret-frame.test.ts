@@ -1,6 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, test } from "vitest";
-import { F } from "../src/index.js";
+import { F, linuxGdt32, lookupDescriptor, Machine } from "../src/index.js";
+import { lookupDescriptorMemo } from "../src/machine/descriptor-memo.js";
 import { type Bits, EDGE_OFF, type Rig, rig } from "./support/fault-rig.js";
 
 // IRET reads its five frame words with one page look-up when nothing can tell the difference
@@ -71,5 +72,41 @@ describe("IRET's one-look-up frame read equals the word-by-word read", () => {
     const out32 = JSON.parse(runIret(32, g, false) as string) as { events: unknown[] };
     expect(out32.events).toEqual([]); // a same-privilege IRETD reads 12 bytes: the page end right after them is fine
     expect(runIret(32, g, false)).toBe(runIret(32, g, true));
+  });
+});
+
+// Delivery and IRET look up their code segment through lookupDescriptorMemo (the last decoded
+// in-memory descriptor kept by its dwords): it must answer what lookupDescriptor answers,
+// whatever the table holds and however it changes between look-ups (and across machines).
+describe("lookupDescriptorMemo equals lookupDescriptor", () => {
+  test("random descriptors rewritten between look-ups, two machines, typed and in-memory tables", () => {
+    const base = 0xc0100000n;
+    const ms = [0, 1].map(() => { const m = new Machine({ bits: 32 }); m.map(base, 0x1000); m.setGdt(base, linuxGdt32()); return m; });
+    const typed = new Machine({ bits: 64 });
+    const step = fc.record({
+      m: fc.integer({ min: 0, max: 1 }),
+      index: fc.integer({ min: 0, max: 31 }),
+      lo: fc.oneof(fc.integer({ min: -0x80000000, max: 0x7fffffff }), fc.constantFrom(0x0000ffff, 0)), // (equal low dwords with other high ones too)
+      hi: fc.oneof(fc.integer({ min: -0x80000000, max: 0x7fffffff }), fc.constantFrom(0x00cf9a00, 0x00cf9b00, 0x00cf9300, 0x00cffa00, 0x00cf1a00)),
+      write: fc.boolean(),
+      sel: fc.integer({ min: 0, max: 0xffff }),
+    });
+    fc.assert(fc.property(fc.array(step, { minLength: 1, maxLength: 40 }), (steps) => {
+      for (const s of steps) {
+        const m = ms[s.m];
+        if (s.write) {
+          const b = new Uint8Array(8), dv = new DataView(b.buffer);
+          dv.setInt32(0, s.lo, true); dv.setInt32(4, s.hi, true);
+          m.load(base + BigInt(8 * s.index), b);
+        }
+        const sel = (s.sel & 0xf000) === 0 ? s.sel : (s.sel & 3) | (s.index << 3); // (mostly the entry just written; sometimes any selector)
+        for (const c of [m.cpu, typed.cpu]) {
+          let want: unknown, got: unknown;
+          try { want = lookupDescriptor(c, sel); } catch (e) { want = String(e); }
+          try { got = lookupDescriptorMemo(c, sel); } catch (e) { got = String(e); }
+          expect(got).toEqual(want);
+        }
+      }
+    }), { numRuns: 200 });
   });
 });

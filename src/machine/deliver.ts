@@ -1,4 +1,5 @@
 import type { Cpu } from "./cpu.js";
+import { lookupDescriptorMemo } from "./descriptor-memo.js";
 import { CpuFault, type EventKind, hasErrorCode, idtError, selectorError, Vec } from "./events.js";
 import { F } from "./flags.js";
 import { loadChecked, lookupDescriptor, SEG } from "./segments.js";
@@ -40,7 +41,7 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
   if (g === undefined) throw new CpuFault(Vec.GP, idtError(vector, ext), undefined, `no IDT gate for vector ${vector}`);
   if (kind === "software" && c.cpl > g.dpl) throw new CpuFault(Vec.GP, idtError(vector, false), undefined, `gate DPL ${g.dpl} < CPL ${c.cpl}`);
   if (g.present !== true) throw new CpuFault(Vec.NP, idtError(vector, ext), undefined, `gate ${vector} not present`);
-  const d = lookupDescriptor(c, g.selector);
+  const d = lookupDescriptorMemo(c, g.selector);
   if (d === undefined || d.kind !== "code" || d.dpl > c.cpl || (c.bits === 64) !== (d.long === true)) {
     throw new CpuFault(Vec.GP, selectorError(g.selector) | (ext ? 1 : 0), undefined, `bad gate selector 0x${g.selector.toString(16)}`);
   }

@@ -1,4 +1,5 @@
 import type { Cpu } from "./cpu.js";
+import { lookupDescriptorMemo } from "./descriptor-memo.js";
 import { CpuFault, selectorError, Vec } from "./events.js";
 import { F, STATUS } from "./flags.js";
 import { FLAT_DATA_ATTR, loadChecked, lookupDescriptor, nullInaccessibleDataSegments, SEG } from "./segments.js";
@@ -81,7 +82,7 @@ function readFrame(c: Cpu, size: number): boolean {
 function checkCs(c: Cpu, cs: number): SegmentDescriptor {
   if ((cs & 0xfffc) === 0) throw new CpuFault(Vec.GP, 0, undefined, "IRET to a null CS");
   const rpl = cs & 3;
-  const d = lookupDescriptor(c, cs);
+  const d = lookupDescriptorMemo(c, cs);
   if (rpl < c.cpl || d === undefined || d.kind !== "code") throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET to bad CS 0x${cs.toString(16)}`);
   if (d.conforming === true ? d.dpl > rpl : d.dpl !== rpl) throw new CpuFault(Vec.GP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} DPL ${d.dpl} != RPL ${rpl}`);
   if (d.present !== true) throw new CpuFault(Vec.NP, selectorError(cs), undefined, `IRET CS 0x${cs.toString(16)} not present`);
