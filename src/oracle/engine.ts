@@ -46,7 +46,9 @@ export class Engine {
   /** Bumped per case: results compare it to know whether the machine still holds theirs. */
   seq = 0;
   private readonly m: Machine;
-  private readonly cpu: Record<Phase, CpuBuffer[]>;
+  private readonly cpuBefore: CpuBuffer[];
+  private readonly cpuReal: CpuBuffer[];
+  private readonly cpuEmulated: CpuBuffer[];
   readonly real = new SegmentBuffer();
   /** The journal position after the layout (where both runs start), and after the emulated run. */
   loadedMark = 0;
@@ -58,7 +60,7 @@ export class Engine {
     this.m = b.k.m;
     const n = this.m.cpus.length;
     const bufs = (): CpuBuffer[] => Array.from({ length: n }, () => new CpuBuffer());
-    this.cpu = { before: bufs(), real: bufs(), emulated: bufs() };
+    this.cpuBefore = bufs(); this.cpuReal = bufs(); this.cpuEmulated = bufs();
     this.pristineCpus = bufs();
     const zero: number[] = [];
     for (const base of [b.k.L.stack, b.k.L.irqStack]) {
@@ -134,15 +136,24 @@ export class Engine {
     this.m.mem.rollback(mark);
   }
 
+  /** The buffers of `phase` (a switch: `this.cpu[phase]` is a megamorphic keyed load in V8). */
+  private bufs(phase: Phase): CpuBuffer[] {
+    switch (phase) {
+      case "before": return this.cpuBefore;
+      case "real": return this.cpuReal;
+      default: return this.cpuEmulated;
+    }
+  }
+
   /** Records the CPUs' states as `phase`. */
   saveCpus(phase: Phase): void {
-    const cpus = this.m.cpus, bufs = this.cpu[phase];
+    const cpus = this.m.cpus, bufs = this.bufs(phase);
     for (let i = 0; i < cpus.length; i++) bufs[i].save(cpus[i]);
   }
 
   /** Puts the CPUs back in the state recorded as `phase`. */
   loadCpus(phase: Phase): void {
-    const bufs = this.cpu[phase];
+    const bufs = this.bufs(phase);
     for (let i = 0; i < bufs.length; i++) loadCpu(this.m.cpus[i], bufs[i]);
   }
 
@@ -172,7 +183,7 @@ export class Engine {
    * whole memories instead when a run changed a mapping.
    */
   diff(stack: bigint, site: bigint, siteLo: number, siteHi: number): StateDiff {
-    const registers = cpuDiff(this.cpu.real, this.cpu.emulated);
+    const registers = cpuDiff(this.cpuReal, this.cpuEmulated);
     const c = this.m.cpu, j = this.j;
     const remapped = remaps(this.real) || j.mapsIn(this.loadedMark, this.emuEnd);
     let memory: MemoryDiff[];
@@ -209,7 +220,7 @@ export class Engine {
   snapshots(): [MachineSnapshot, MachineSnapshot, MachineSnapshot] {
     if (this.built?.seq === this.seq) return this.built.snaps;
     const m = this.m, mem = m.mem;
-    const cpus = (p: Phase): CpuState[] => this.cpu[p].map((c) => c.copy());
+    const cpus = (p: Phase): CpuState[] => this.bufs(p).map((c) => c.copy());
     const emu = mem.snapshot();
     mem.rollback(this.loadedMark);
     const before = mem.snapshot();
