@@ -5,6 +5,8 @@ import { HostCall, type HostEntry } from "./host.js";
 import { type Exec, type Insn, PlacedInsn } from "./insn.js";
 import { compileData } from "./ops-data.js";
 import { compileFast } from "./ops-fast.js";
+import { compileMovFast } from "./ops-mov.js";
+import { compileAluMemFast } from "./ops-alu-mem.js";
 import { compileFlow } from "./ops-flow.js";
 import { compileSeg } from "./ops-seg.js";
 import { compileSystem } from "./ops-system.js";
@@ -22,7 +24,7 @@ export function formatGas(ins: Instruction): string {
 /** Compiles a decoded iced instruction into its executor; unsupported ones raise #UD. */
 export function compile(ins: Instruction, bits: number): Exec {
   try {
-    const e = compileFast(ins, bits) ?? compileSystem(ins, bits) ?? compileSeg(ins, bits) ?? compileFlow(ins, bits) ?? compileData(ins, bits);
+    const e = compileFast(ins, bits) ?? compileMovFast(ins, bits) ?? compileAluMemFast(ins, bits) ?? compileSystem(ins, bits) ?? compileSeg(ins, bits) ?? compileFlow(ins, bits) ?? compileData(ins, bits);
     if (e !== undefined) return e;
     return udExec(`not modeled: ${formatGas(ins)}`);
   } catch (err) {

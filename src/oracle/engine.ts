@@ -22,9 +22,10 @@ class CpuBuffer implements CpuState {
     if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; } // only when the segment state changed
   }
 
-  /** A plain copy that outlives the buffer. */
+  /** A plain copy that outlives the buffer (a snapshot's CPU state). */
   copy(): CpuState {
-    return { bits: this.bits, lo: this.lo.slice(), hi: this.hi.slice(), ripLo: this.ripLo, ripHi: this.ripHi, flags: this.flags, cs: this.cs, ss: this.ss, seg: this.seg.slice(), segGen: this.segGen, cr2: this.cr2, halted: this.halted };
+    // (without segGen, as every snapshot: equal states compare equal)
+    return { bits: this.bits, lo: this.lo.slice(), hi: this.hi.slice(), ripLo: this.ripLo, ripHi: this.ripHi, flags: this.flags, cs: this.cs, ss: this.ss, seg: this.seg.slice(), cr2: this.cr2, halted: this.halted };
   }
 }
 
@@ -45,7 +46,9 @@ export class Engine {
   /** Bumped per case: results compare it to know whether the machine still holds theirs. */
   seq = 0;
   private readonly m: Machine;
-  private readonly cpu: Record<Phase, CpuBuffer[]>;
+  private readonly cpuBefore: CpuBuffer[];
+  private readonly cpuReal: CpuBuffer[];
+  private readonly cpuEmulated: CpuBuffer[];
   readonly real = new SegmentBuffer();
   /** The journal position after the layout (where both runs start), and after the emulated run. */
   loadedMark = 0;
@@ -57,7 +60,8 @@ export class Engine {
     this.m = b.k.m;
     const n = this.m.cpus.length;
     const bufs = (): CpuBuffer[] => Array.from({ length: n }, () => new CpuBuffer());
-    this.cpu = { before: bufs(), real: bufs(), emulated: bufs() };
+    this.cpuBefore = bufs(); this.cpuReal = bufs(); this.cpuEmulated = bufs();
+    this.pristineCpus = bufs();
     const zero: number[] = [];
     for (const base of [b.k.L.stack, b.k.L.irqStack]) {
       for (let key = keyOf(base), end = keyOf(base + BigInt(b.k.L.threadSize) - 1n); key <= end; key++) {
@@ -112,12 +116,17 @@ export class Engine {
       j.clear();
       mem.journal = j;
     } else mem.rollback(0);
-    const cpus = this.b.pristine.cpus;
+    const cpus = this.b.pristine.cpus, bufs = this.pristineCpus;
     for (let i = 0; i < cpus.length; i++) {
-      loadCpu(m.cpus[i], cpus[i]);
+      // the pristine state through a buffer that knows its segment generation (a snapshot's
+      // state does not: loading it compares the whole segment state every time)
+      if (bufs[i].segGen < 0) { loadCpu(m.cpus[i], cpus[i]); bufs[i].save(m.cpus[i]); } else loadCpu(m.cpus[i], bufs[i]);
       m.cpus[i].keepRf = false;
     }
   }
+
+  /** The pristine CPU states as loaded once (with their segment generations). */
+  private readonly pristineCpus: CpuBuffer[];
 
   mark(): number { return this.j.mark(); }
 
@@ -127,15 +136,24 @@ export class Engine {
     this.m.mem.rollback(mark);
   }
 
+  /** The buffers of `phase` (a switch: `this.cpu[phase]` is a megamorphic keyed load in V8). */
+  private bufs(phase: Phase): CpuBuffer[] {
+    switch (phase) {
+      case "before": return this.cpuBefore;
+      case "real": return this.cpuReal;
+      default: return this.cpuEmulated;
+    }
+  }
+
   /** Records the CPUs' states as `phase`. */
   saveCpus(phase: Phase): void {
-    const cpus = this.m.cpus, bufs = this.cpu[phase];
+    const cpus = this.m.cpus, bufs = this.bufs(phase);
     for (let i = 0; i < cpus.length; i++) bufs[i].save(cpus[i]);
   }
 
   /** Puts the CPUs back in the state recorded as `phase`. */
   loadCpus(phase: Phase): void {
-    const bufs = this.cpu[phase];
+    const bufs = this.bufs(phase);
     for (let i = 0; i < bufs.length; i++) loadCpu(this.m.cpus[i], bufs[i]);
   }
 
@@ -165,7 +183,7 @@ export class Engine {
    * whole memories instead when a run changed a mapping.
    */
   diff(stack: bigint, site: bigint, siteLo: number, siteHi: number): StateDiff {
-    const registers = cpuDiff(this.cpu.real, this.cpu.emulated);
+    const registers = cpuDiff(this.cpuReal, this.cpuEmulated);
     const c = this.m.cpu, j = this.j;
     const remapped = remaps(this.real) || j.mapsIn(this.loadedMark, this.emuEnd);
     let memory: MemoryDiff[];
@@ -202,7 +220,7 @@ export class Engine {
   snapshots(): [MachineSnapshot, MachineSnapshot, MachineSnapshot] {
     if (this.built?.seq === this.seq) return this.built.snaps;
     const m = this.m, mem = m.mem;
-    const cpus = (p: Phase): CpuState[] => this.cpu[p].map((c) => c.copy());
+    const cpus = (p: Phase): CpuState[] => this.bufs(p).map((c) => c.copy());
     const emu = mem.snapshot();
     mem.rollback(this.loadedMark);
     const before = mem.snapshot();
@@ -260,10 +278,9 @@ function sameRegs(a: CpuState, b: CpuState): boolean {
   const wide = a.bits === 64;
   if (wide && a.ripHi !== b.ripHi) return false;
   if (a.segGen === undefined || a.segGen !== b.segGen) for (let i = 0; i < SEG_STATE_LEN; i++) if (a.seg[i] !== b.seg[i]) return false;
-  const n = wide ? 16 : 8;
-  for (let i = 0; i < n; i++) {
-    if (a.lo[i] !== b.lo[i]) return false;
-    if (wide && a.hi[i] !== b.hi[i]) return false;
-  }
-  return true;
+  const alo = a.lo, blo = b.lo, ahi = a.hi, bhi = b.hi;
+  let d = 0;
+  if (wide) for (let i = 0; i < 16; i++) d |= (alo[i] ^ blo[i]) | (ahi[i] ^ bhi[i]);
+  else for (let i = 0; i < 8; i++) d |= alo[i] ^ blo[i];
+  return d === 0;
 }
