@@ -414,19 +414,27 @@ export class Memory {
 
   // ---- number-address variants for hot host code (same semantics, no BigInt) -------------
 
-  /** Maps page number `key` with `perm` when it is not mapped (as `map` does for one page). */
-  mapPage(key: number, perm: number): void {
+  /**
+   * Maps page number `key` with `perm` when it is not mapped (as `map` does for one page);
+   * returns whether it mapped it now (the page is then all zero until written).
+   */
+  mapPage(key: number, perm: number): boolean {
     const old = this.index.get(key);
     if (old !== undefined) {
       if (old.perm !== perm) this.map(BigInt(key) << 12n, PAGE_SIZE, perm);
-      return;
+      return false;
     }
     if (this.journal !== null) this.journal.mapping(key, undefined);
     this.put(key, this.freshPage(perm));
+    return true;
   }
 
-  /** `load` at the address (lo, hi) of the first `len` bytes of `bytes`. */
-  loadAt(lo: number, hi: number, bytes: Uint8Array | readonly number[], len = bytes.length): void {
+  /**
+   * `load` at the address (lo, hi) of the first `len` bytes of `bytes`. `oldZero`: the caller
+   * knows the bytes there are all zero now (a page it just mapped): the journal then keeps
+   * no copy of them (see Journal.recordZero).
+   */
+  loadAt(lo: number, hi: number, bytes: Uint8Array | readonly number[], len = bytes.length, oldZero = false): void {
     if (this.beforeLoad !== null && len > 0) this.beforeLoad(toBig(lo, hi), len);
     let k = 0;
     this.loadCopied = false;
@@ -437,7 +445,10 @@ export class Memory {
       const p = this.loadPage(key, l, h);
       const off = l & 4095;
       const n = Math.min(len - k, 4096 - off);
-      if (this.journal !== null) this.journal.record(p, key, off, n);
+      if (this.journal !== null) {
+        if (oldZero) this.journal.recordZero(p, key, off, n);
+        else this.journal.record(p, key, off, n);
+      }
       const d = p.data;
       if (n > 16 && bytes instanceof Uint8Array) d.set(k === 0 && n === bytes.length ? bytes : bytes.subarray(k, k + n), off);
       else for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];

@@ -4,7 +4,7 @@ import { LAYOUT_32, LAYOUT_64 } from "../kernel/layout.js";
 import { F } from "../machine/flags.js";
 import type { MachineSnapshot, StateDiff } from "../machine/state.js";
 import { Int3bedError } from "../errors.js";
-import { engineOf, startCase } from "./engine.js";
+import { type Engine, engineOf, startCase } from "./engine.js";
 import type { RunResult } from "../machine/events.js";
 import type { Kernel, KernelEvent, TextPokeLoc } from "../kernel/kernel.js";
 import type { PatchKind, Variant } from "../kernel/variant.js";
@@ -125,7 +125,7 @@ export function resetKernel(k: Kernel): void {
   k.ftraceUpdateFunc = 0n;
   k.ftraceUpdateFuncCall = 0n;
   k.bpPatchingInProgress = false;
-  k.bpDesc = { vec: [], refs: 0 };
+  if (k.bpDesc.refs !== 0 || k.bpDesc.vec.length !== 0) k.bpDesc = { vec: [], refs: 0 }; // (an empty one is never written: poke_int3_handler takes no reference on it)
   if (k.dieNotifiers.length !== 0) k.dieNotifiers.length = 0;
 }
 
@@ -156,7 +156,7 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   const m = k.m, mem = m.mem, cpu = m.cpu;
   const L = k.L;
   const wide = m.bits === 64;
-  const e = engineOf(b);
+  const e = engineFor(b);
   resetKernel(k);
   const fentry = variant.sites === "ftrace" && c.trampoline !== true;
   const target = fentry ? k.addr("ftrace_regs_caller") : c.target;
@@ -175,9 +175,11 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   if (!fentry) {
     const tKey = pageKey(tLo, tHi);
     const code = c.kind === "call" ? CALLEE[m.bits] : HLT;
-    mem.mapPage(tKey, Perm.R | Perm.X);
-    if ((tLo & 4095) + code.length > 4096) mem.mapPage(tKey + 1, Perm.R | Perm.X);
-    mem.loadAt(tLo, tHi, code);
+    const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
+    const spill = (tLo & 4095) + code.length > 4096;
+    if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
+    // on a page mapped just now (zero: the journal keeps no copy), unless it runs into the next
+    mem.loadAt(tLo, tHi, code, code.length, fresh && !spill);
   }
   mem.loadAt(sLo, sHi, SITE_BYTES, realBytesHltInto(SITE_BYTES, c.kind, c.cc, sLo, tLo));
   const task = c.stack === "task";
@@ -212,6 +214,15 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   cpu.ripHi = sHi;
   cpu.flags = 0x2 | (c.flags & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF)) | (c.ifOn ? F.IF : 0);
   return new Layout(target, len, stackBase, c.spOffset, sLo, sHi, tLo, tHi);
+}
+
+/** The last Bench laid out and its engine (engineOf is a WeakMap look-up; a run of cases uses one Bench). */
+let lastBench: Bench | null = null;
+let lastEngine: Engine | null = null;
+
+function engineFor(b: Bench): Engine {
+  if (b !== lastBench || lastEngine === null) { lastEngine = engineOf(b); lastBench = b; }
+  return lastEngine;
 }
 
 /** A CaseLayout with the target's int32 halves too; `sp` is made when read. */
