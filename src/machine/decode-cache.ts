@@ -70,11 +70,10 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
       if ((src[base + 1] & 0xf0) === 0x80) { form = 0x0f00 | src[base + 1]; len = 6; }
     }
     if (form >= 0) {
-      const mn = forms[form];
-      if (mn < 0) return undefined;
+      if (forms[form] < 0) return undefined;
       if (limit < len) return MORE;
       const disp = len === 2 ? (src[base + 1] << 24) >> 24 : src[base + len - 4] | (src[base + len - 3] << 8) | (src[base + len - 2] << 16) | (src[base + len - 1] << 24);
-      return place(c, page, off, lo, hi, len, branchExec(form, c.bits, lo, hi, len, disp), mn, null, form, disp); // (bytes made when read)
+      return placeBranch(c, page, off, lo, hi, len, form, disp, src === page.data);
     }
     const one = single[b0];
     if (one !== undefined) return placeCompiled(c, page, off, lo, hi, one, src === page.data);
@@ -98,38 +97,57 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
     return more ? MORE : undefined;
   };
 
-  // The last cached instruction placed (page, end offset): the next one decoded right at its
-  // end is linked to it (Compiled.next), so that laying the same bytes again elsewhere places
-  // the run at once — a callee laid at a fresh address every case decodes once, not per
-  // instruction.
-  let lastPage: Page | null = null, lastEnd = -1;
+  // The last instruction placed (page, end offset; the cached one, or else the relative
+  // branch's form): the next cached one decoded right at its end is linked to it
+  // (Compiled.next, formNext), so that laying the same bytes again elsewhere places the run
+  // at once — a callee laid at a fresh address every case decodes once, not per instruction.
+  let lastPage: Page | null = null, lastEnd = -1, lastForm = -1;
   let lastE: Compiled | undefined;
+  /** Per relative-branch form: the cached instruction that followed one last time. */
+  const formNext: (Compiled | undefined)[] = new Array<Compiled | undefined>(0x1000).fill(undefined);
 
   /**
-   * Places `e` at `off` (its bytes are there), then — when `inPage` (matched in the page's own
-   * bytes) — the instructions that followed it last time, for as long as their bytes are
-   * there in full in this page and nothing is decoded at their offsets yet. Placing one ahead
-   * of its execution is what a later decode there would do (decoding depends only on the
-   * bytes, and these do not depend on their address); a write over them drops them as any.
+   * After an instruction placed in `page` up to `end` (from the page's own bytes, lo's page):
+   * places `n`, then what followed it last time, for as long as their bytes are there in full
+   * in this page and nothing is decoded at their offsets yet. Placing one ahead of its
+   * execution is what a later decode there would do (decoding depends only on the bytes, and
+   * these do not depend on their address); a write over them drops them as any other.
+   * Leaves lastEnd/lastE at the last one placed.
    */
+  const follow = (c: Cpu, page: Page, end: number, lo: number, hi: number, n: Compiled | undefined): void => {
+    const d = page.data, code = page.code as (Insn | undefined)[], base = lo & ~4095;
+    for (let k = 0; n !== undefined && k < FOLLOW && end <= 4096 - 15 && code[end] === undefined; n = n.next, k++) {
+      const nb = n.bytes;
+      let i = 0;
+      while (i < nb.length && nb[i] === d[end + i]) i++;
+      if (i < nb.length) break;
+      place(c, page, end, base | end, hi, nb.length, n.exec, n.mnemonic, nb, 0, 0);
+      end += nb.length;
+      lastE = n; lastForm = -1;
+    }
+    lastPage = page; lastEnd = end;
+  };
+
+  /** Places the cached `e` at `off` (its bytes are there) and, when `inPage` (matched in the page's own bytes), what follows (see follow). */
   const placeCompiled = (c: Cpu, page: Page, off: number, lo: number, hi: number, e: Compiled, inPage: boolean): Insn => {
-    if (lastPage === page && lastEnd === off && lastE !== undefined && lastE.next !== e) lastE.next = e;
+    if (lastPage === page && lastEnd === off) {
+      if (lastE !== undefined) { if (lastE.next !== e) lastE.next = e; }
+      else if (lastForm >= 0 && formNext[lastForm] !== e) formNext[lastForm] = e;
+    }
     const eb = e.bytes;
     const ins = place(c, page, off, lo, hi, eb.length, e.exec, e.mnemonic, eb, 0, 0);
-    let end = off + eb.length, last = e;
-    if (inPage && e.next !== undefined) {
-      const d = page.data, code = page.code as (Insn | undefined)[], base = lo & ~4095;
-      for (let n: Compiled | undefined = e.next, k = 0; n !== undefined && k < FOLLOW && end <= 4096 - 15 && code[end] === undefined; n = n.next, k++) {
-        const nb = n.bytes;
-        let i = 0;
-        while (i < nb.length && nb[i] === d[end + i]) i++;
-        if (i < nb.length) break;
-        place(c, page, end, base | end, hi, nb.length, n.exec, n.mnemonic, nb, 0, 0);
-        end += nb.length;
-        last = n;
-      }
-    }
-    lastPage = page; lastEnd = end; lastE = last;
+    lastE = e; lastForm = -1;
+    if (inPage) follow(c, page, off + eb.length, lo, hi, e.next);
+    else { lastPage = page; lastEnd = off + eb.length; }
+    return ins;
+  };
+
+  /** Places the relative branch `form` at `off` and, when `inPage`, what followed one last time (see follow). */
+  const placeBranch = (c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, form: number, disp: number, inPage: boolean): Insn => {
+    const ins = place(c, page, off, lo, hi, len, branchExec(form, c.bits, lo, hi, len, disp), forms[form], null, form, disp); // (bytes made when read)
+    lastE = undefined; lastForm = form;
+    if (inPage) follow(c, page, off + len, lo, hi, formNext[form]);
+    else { lastPage = page; lastEnd = off + len; }
     return ins;
   };
 

@@ -561,7 +561,11 @@ export class Memory {
     const zs = j.zeroAt;
     q = j.nZeros;
     while (q > 0 && zs[q - 1] >= from) q--;
-    for (; q < j.nZeros && nZero < ZERO.length; q++) ZERO[nZero++] = zs[q];
+    for (; q < j.nZeros && nZero < ZERO.length; q++) {
+      const z = zs[q];
+      ZERO[nZero] = z; ZERO_PAGE[nZero] = pages[z] as Page; ZERO_LO[nZero] = offs[z]; ZERO_HI[nZero] = offs[z] + sizes[z];
+      nZero++;
+    }
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
@@ -586,7 +590,7 @@ export class Memory {
         if (p !== q) { this.put(key, p); this.dropSlots(key); remapped = true; }
       }
       const off = offs[i];
-      if (nZero !== 0 && i >= slow && zeroed(j, nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      if (nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
       else if (size === 8) {
         if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
         else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
@@ -604,6 +608,7 @@ export class Memory {
       }
     }
     for (let k = 0; k < nFresh; k++) FRESH[k] = null;
+    for (let k = 0; k < nZero; k++) ZERO_PAGE[k] = null;
     j.truncate(mark);
     if (j.slowBelow > mark) j.slowBelow = mark;
     if (remapped) this.gen++; // (the translations of the remapped pages went with dropSlots)
@@ -641,14 +646,19 @@ export class Memory {
   }
 }
 
-/** Zero-fill entries a rollback will undo (see rollback); a few are enough, the rest undo as usual. */
+/**
+ * Zero-fill entries a rollback will undo (see rollback), with their page objects and byte
+ * ranges [lo, hi) (read once per rollback); a few are enough, the rest undo as usual.
+ */
 const ZERO = new Int32Array(4);
+const ZERO_PAGE: (Page | null)[] = [null, null, null, null];
+const ZERO_LO = new Int32Array(4);
+const ZERO_HI = new Int32Array(4);
 
 /** Whether one of the first `n` ZERO entries, older than entry i and on its page object, covers [off, off + size). */
-function zeroed(j: Journal, n: number, i: number, p: Page, off: number, size: number): boolean {
+function zeroed(n: number, i: number, p: Page, off: number, size: number): boolean {
   for (let k = 0; k < n; k++) {
-    const z = ZERO[k];
-    if (z < i && j.pages[z] === p && j.offs[z] <= off && off + size <= j.offs[z] + j.sizes[z]) return true;
+    if (ZERO_PAGE[k] === p && ZERO[k] < i && ZERO_LO[k] <= off && off + size <= ZERO_HI[k]) return true;
   }
   return false;
 }
