@@ -598,7 +598,11 @@ export class Memory {
       else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = vlo[i]; else p.dv.setInt32(off, vlo[i], true); }
       else if (size === 1) p.data[off] = vlo[i];
       else if (size <= 8) { const d = p.data, v = vlo[i], w = vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
-      else if (vhi[i] === 1) p.data.fill(0, off, off + size); // (recordZero)
+      else if (vhi[i] === 1) { // (recordZero; a short one by a loop: fill is a runtime call)
+        const d = p.data;
+        if (size <= 32) for (let k = off; k < off + size; k++) d[k] = 0;
+        else d.fill(0, off, off + size);
+      }
       else if (vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
