@@ -571,7 +571,7 @@ export class Memory {
       if (size === 0) {
         const prev = pages[i], cur = this.index.get(key);
         // instructions of the page before that ran into this one go (invalidate's cross-in path)
-        if (cur !== undefined && cur.crossIn) this.invalidate(cur, ((key % 1048576) << 12) | 0, Math.floor(key / 1048576) | 0, 0, 1);
+        if (cur !== undefined && cur.crossIn) { const h = Math.floor(key / 1048576); this.invalidate(cur, ((key - h * 1048576) << 12) | 0, h | 0, 0, 1); }
         this.dropSlots(key);
         if (prev === undefined) {
           this.drop(key);
@@ -607,7 +607,7 @@ export class Memory {
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
       if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
-        const hi = Math.floor(key / 1048576) | 0, lo = (((key % 1048576) << 12) | off) | 0;
+        const h = Math.floor(key / 1048576), hi = h | 0, lo = (((key - h * 1048576) << 12) | off) | 0;
         this.invalidate(p, lo, hi, off, size);
       }
     }
@@ -620,8 +620,8 @@ export class Memory {
 
   /** Forgets the cached translations of page `key` (its slot in each TLB, when it holds it). */
   private dropSlots(key: number): void {
-    const i = tlbSlot(key % 1048576);
-    const pn = key % 1048576, hi = Math.floor(key / 1048576) | 0;
+    const h = Math.floor(key / 1048576), pn = key - h * 1048576, hi = h | 0; // (not key % 2^20: a float remainder, slow)
+    const i = tlbSlot(pn);
     if (this.rPn[i] === pn && this.rHi[i] === hi) { this.rPn[i] = -1; this.rPage[i] = null; }
     if (this.wPn[i] === pn && this.wHi[i] === hi) { this.wPn[i] = -1; this.wPage[i] = null; }
     if (this.xPn[i] === pn && this.xHi[i] === hi) { this.xPn[i] = -1; this.xPage[i] = null; }
