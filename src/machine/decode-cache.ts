@@ -11,9 +11,14 @@ interface Compiled {
   readonly bytes: Uint8Array;
   readonly exec: Exec;
   readonly mnemonic: number;
+  /** The cached instruction decoded right after this one (at its end, in the same page) the last time one was: see `follow`. */
+  next: Compiled | undefined;
 }
 
 const TWO32 = 4294967296;
+
+/** The cached instructions whose first byte is fixed, by their second byte (see cachedDecode). */
+type Row = (Compiled[] | undefined)[];
 
 /**
  * A decode cache by bytes in front of the machine's decoder (which caches per address, in
@@ -38,7 +43,9 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
    * that match an entry in full are that instruction.)
    */
   const single: (Compiled | undefined)[] = new Array<Compiled | undefined>(256).fill(undefined);
-  const byTwo = new Map<number, Compiled[]>();
+  // (two levels of arrays, by first byte then second, each row made when first needed: two
+  // indexed loads instead of a Map's hashing, without a 64 Ki-entry table per machine)
+  const byTwo: (Row | undefined)[] = new Array<Row | undefined>(256).fill(undefined);
   /** First bytes the decoder has seen start a longer instruction: alone they are never complete. */
   const multi = new Uint8Array(256);
   let cached = 0;
@@ -63,16 +70,16 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
       if ((src[base + 1] & 0xf0) === 0x80) { form = 0x0f00 | src[base + 1]; len = 6; }
     }
     if (form >= 0) {
-      const mn = forms[form];
-      if (mn < 0) return undefined;
+      if (forms[form] < 0) return undefined;
       if (limit < len) return MORE;
       const disp = len === 2 ? (src[base + 1] << 24) >> 24 : src[base + len - 4] | (src[base + len - 3] << 8) | (src[base + len - 2] << 16) | (src[base + len - 1] << 24);
-      return place(c, page, off, lo, hi, len, branchExec(form, c.bits, lo, hi, len, disp), mn, null, form, disp); // (bytes made when read)
+      return placeBranch(c, page, off, lo, hi, len, form, disp, src === page.data);
     }
     const one = single[b0];
-    if (one !== undefined) return place(c, page, off, lo, hi, 1, one.exec, one.mnemonic, one.bytes);
+    if (one !== undefined) return placeCompiled(c, page, off, lo, hi, one, src === page.data);
     if (limit < 2) return multi[b0] === 1 ? MORE : undefined; // (else the decoder knows whether one byte is all)
-    const list = byTwo.get(b0 | (src[base + 1] << 8));
+    const row = byTwo[b0];
+    const list = row === undefined ? undefined : row[src[base + 1]];
     if (list === undefined) return undefined;
     let more = false;
     for (let i = 0; i < list.length; i++) {
@@ -83,11 +90,65 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
         // to the front: the instructions laid again and again at fresh addresses (a callee)
         // are found first next time (bytes that match in full are that instruction: order is free)
         if (i > 0) { list[i] = list[0]; list[0] = e; }
-        return place(c, page, off, lo, hi, eb.length, e.exec, e.mnemonic, eb);
+        return placeCompiled(c, page, off, lo, hi, e, src === page.data);
       }
       if (k >= limit) more = true;
     }
     return more ? MORE : undefined;
+  };
+
+  // The last instruction placed (page, end offset; the cached one, or else the relative
+  // branch's form): the next cached one decoded right at its end is linked to it
+  // (Compiled.next, formNext), so that laying the same bytes again elsewhere places the run
+  // at once — a callee laid at a fresh address every case decodes once, not per instruction.
+  let lastPage: Page | null = null, lastEnd = -1, lastForm = -1;
+  let lastE: Compiled | undefined;
+  /** Per relative-branch form: the cached instruction that followed one last time. */
+  const formNext: (Compiled | undefined)[] = new Array<Compiled | undefined>(0x1000).fill(undefined);
+
+  /**
+   * After an instruction placed in `page` up to `end` (from the page's own bytes, lo's page):
+   * places `n`, then what followed it last time, for as long as their bytes are there in full
+   * in this page and nothing is decoded at their offsets yet. Placing one ahead of its
+   * execution is what a later decode there would do (decoding depends only on the bytes, and
+   * these do not depend on their address); a write over them drops them as any other.
+   * Leaves lastEnd/lastE at the last one placed.
+   */
+  const follow = (c: Cpu, page: Page, end: number, lo: number, hi: number, n: Compiled | undefined): void => {
+    const d = page.data, code = page.code as (Insn | undefined)[], base = lo & ~4095;
+    for (let k = 0; n !== undefined && k < FOLLOW && end <= 4096 - 15 && code[end] === undefined; n = n.next, k++) {
+      const nb = n.bytes;
+      let i = 0;
+      while (i < nb.length && nb[i] === d[end + i]) i++;
+      if (i < nb.length) break;
+      place(c, page, end, base | end, hi, nb.length, n.exec, n.mnemonic, nb, 0, 0);
+      end += nb.length;
+      lastE = n; lastForm = -1;
+    }
+    lastPage = page; lastEnd = end;
+  };
+
+  /** Places the cached `e` at `off` (its bytes are there) and, when `inPage` (matched in the page's own bytes), what follows (see follow). */
+  const placeCompiled = (c: Cpu, page: Page, off: number, lo: number, hi: number, e: Compiled, inPage: boolean): Insn => {
+    if (lastPage === page && lastEnd === off) {
+      if (lastE !== undefined) { if (lastE.next !== e) lastE.next = e; }
+      else if (lastForm >= 0 && formNext[lastForm] !== e) formNext[lastForm] = e;
+    }
+    const eb = e.bytes;
+    const ins = place(c, page, off, lo, hi, eb.length, e.exec, e.mnemonic, eb, 0, 0);
+    lastE = e; lastForm = -1;
+    if (inPage) follow(c, page, off + eb.length, lo, hi, e.next);
+    else { lastPage = page; lastEnd = off + eb.length; }
+    return ins;
+  };
+
+  /** Places the relative branch `form` at `off` and, when `inPage`, what followed one last time (see follow). */
+  const placeBranch = (c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, form: number, disp: number, inPage: boolean): Insn => {
+    const ins = place(c, page, off, lo, hi, len, branchExec(form, c.bits, lo, hi, len, disp), forms[form], null, form, disp); // (bytes made when read)
+    lastE = undefined; lastForm = form;
+    if (inPage) follow(c, page, off + len, lo, hi, formNext[form]);
+    else { lastPage = page; lastEnd = off + len; }
+    return ins;
   };
 
   return (c: Cpu, lo: number, hi: number, page: Page): Insn => {
@@ -122,19 +183,20 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
       }
     }
     if (r !== undefined && r !== MORE) return r;
-    const two = off < 4095 ? b0 | (d[off + 1] << 8) : -1;
-    const list = two < 0 ? undefined : byTwo.get(two);
+    const two = off < 4095; // (both bytes in this page)
+    const row = two ? byTwo[b0] : undefined;
+    const list = row === undefined ? undefined : row[d[off + 1]];
     const ins = inner(c, lo, hi, page);
     const ib = ins.bytes;
     const form = ib[0] === 0xe8 || ib[0] === 0xe9 || ib[0] === 0xeb || (ib[0] & 0xf0) === 0x70 ? ib[0]
       : ib[0] === 0x0f && ib.length > 1 && (ib[1] & 0xf0) === 0x80 ? 0x0f00 | ib[1] : -1;
     if (form >= 0 && forms[form] < 0) forms[form] = ins.mnemonic;
     if (ib.length > 1 && ins.mnemonic > 0) multi[ib[0]] = 1; // (a valid instruction: its first byte alone is a proper prefix)
-    if (two >= 0 && cached < MAX_CACHED && ib.length > 0 && ib[0] === b0 && (ib.length === 1 || ib[1] === d[off + 1]) &&
+    if (two && cached < MAX_CACHED && ib.length > 0 && ib[0] === b0 && (ib.length === 1 || ib[1] === d[off + 1]) &&
       (list === undefined || list.length < 32) && positionIndependent(c.bits, ib)) {
-      const e: Compiled = { bytes: ib, exec: ins.exec, mnemonic: ins.mnemonic };
+      const e: Compiled = { bytes: ib, exec: ins.exec, mnemonic: ins.mnemonic, next: undefined };
       if (ib.length === 1) single[b0] = e;
-      else if (list === undefined) byTwo.set(two, [e]);
+      else if (list === undefined) (byTwo[b0] ??= new Array<Compiled[] | undefined>(256).fill(undefined))[d[off + 1]] = [e];
       else list.push(e);
       cached++;
     }
@@ -160,11 +222,14 @@ const MORE = Symbol("more");
 /** The bytes at a page's end and the next page's start. */
 const WIN = new Uint8Array(16);
 
+/** Bound on the instructions placed ahead after one (cachedDecode's placeCompiled). */
+const FOLLOW = 8;
+
 /** Bound on the instructions cached by bytes. */
 const MAX_CACHED = 4096;
 
 /** Caches a compiled instruction at (lo, hi) in its page, as the decoder does. */
-function place(c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, exec: Exec, mnemonic: number, bytes: Uint8Array | null, form = 0, disp = 0): Insn {
+function place(c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, exec: Exec, mnemonic: number, bytes: Uint8Array | null, form: number, disp: number): Insn {
   const s = (lo >>> 0) + len;
   const insn = new PlacedInsn(exec, len, s | 0, c.bits === 64 ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, mnemonic, bytes, form, disp);
   if (page.code === null) c.mem.codeAddedAt(lo, c.bits === 64 ? hi : 0);

@@ -83,7 +83,7 @@ export class Journal {
    * instead of adding one, unless a mark lies between them.
    */
   record(p: Page, key: number, off: number, size: number): void {
-    if (p === this.tailPage && size === this.tailW && off + size === this.tailOff && key % 1048576 === this.tailPn && (Math.floor(key / 1048576) | 0) === this.tailHi) this.extend(p, off, size);
+    if (p === this.tailPage && size === this.tailW && off + size === this.tailOff && key - Math.floor(key / 1048576) * 1048576 === this.tailPn && (Math.floor(key / 1048576) | 0) === this.tailHi) this.extend(p, off, size);
     else this.add(p, key, off, size);
   }
 
@@ -107,7 +107,7 @@ export class Journal {
       this.vlo[i] = dv.getInt32(off, true);
       if (size === 8) this.vhi[i] = dv.getInt32(off + 4, true);
       // (not below slowBelow: it is i itself, so the page object is current)
-      this.tailPage = p; this.tailPn = key % 1048576; this.tailHi = Math.floor(key / 1048576) | 0; this.tailOff = off; this.tailW = size; this.tailRun = 0;
+      this.tailPage = p; const h = Math.floor(key / 1048576); this.tailPn = key - h * 1048576; this.tailHi = h | 0; this.tailOff = off; this.tailW = size; this.tailRun = 0; // (not key % 2^20: a float remainder, slow)
     } else {
       this.tailPage = null;
       if (size === 1) this.vlo[i] = p.data[off];

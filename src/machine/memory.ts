@@ -414,19 +414,27 @@ export class Memory {
 
   // ---- number-address variants for hot host code (same semantics, no BigInt) -------------
 
-  /** Maps page number `key` with `perm` when it is not mapped (as `map` does for one page). */
-  mapPage(key: number, perm: number): void {
+  /**
+   * Maps page number `key` with `perm` when it is not mapped (as `map` does for one page);
+   * returns whether it mapped it now (the page is then all zero until written).
+   */
+  mapPage(key: number, perm: number): boolean {
     const old = this.index.get(key);
     if (old !== undefined) {
       if (old.perm !== perm) this.map(BigInt(key) << 12n, PAGE_SIZE, perm);
-      return;
+      return false;
     }
     if (this.journal !== null) this.journal.mapping(key, undefined);
     this.put(key, this.freshPage(perm));
+    return true;
   }
 
-  /** `load` at the address (lo, hi) of the first `len` bytes of `bytes`. */
-  loadAt(lo: number, hi: number, bytes: Uint8Array | readonly number[], len = bytes.length): void {
+  /**
+   * `load` at the address (lo, hi) of the first `len` bytes of `bytes`. `oldZero`: the caller
+   * knows the bytes there are all zero now (a page it just mapped): the journal then keeps
+   * no copy of them (see Journal.recordZero).
+   */
+  loadAt(lo: number, hi: number, bytes: Uint8Array | readonly number[], len = bytes.length, oldZero = false): void {
     if (this.beforeLoad !== null && len > 0) this.beforeLoad(toBig(lo, hi), len);
     let k = 0;
     this.loadCopied = false;
@@ -437,7 +445,10 @@ export class Memory {
       const p = this.loadPage(key, l, h);
       const off = l & 4095;
       const n = Math.min(len - k, 4096 - off);
-      if (this.journal !== null) this.journal.record(p, key, off, n);
+      if (this.journal !== null) {
+        if (oldZero) this.journal.recordZero(p, key, off, n);
+        else this.journal.record(p, key, off, n);
+      }
       const d = p.data;
       if (n > 16 && bytes instanceof Uint8Array) d.set(k === 0 && n === bytes.length ? bytes : bytes.subarray(k, k + n), off);
       else for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
@@ -550,13 +561,17 @@ export class Memory {
     const zs = j.zeroAt;
     q = j.nZeros;
     while (q > 0 && zs[q - 1] >= from) q--;
-    for (; q < j.nZeros && nZero < ZERO.length; q++) ZERO[nZero++] = zs[q];
+    for (; q < j.nZeros && nZero < ZERO.length; q++) {
+      const z = zs[q];
+      ZERO[nZero] = z; ZERO_PAGE[nZero] = pages[z] as Page; ZERO_LO[nZero] = offs[z]; ZERO_HI[nZero] = offs[z] + sizes[z];
+      nZero++;
+    }
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
         const prev = pages[i], cur = this.index.get(key);
         // instructions of the page before that ran into this one go (invalidate's cross-in path)
-        if (cur !== undefined && cur.crossIn) this.invalidate(cur, ((key % 1048576) << 12) | 0, Math.floor(key / 1048576) | 0, 0, 1);
+        if (cur !== undefined && cur.crossIn) { const h = Math.floor(key / 1048576); this.invalidate(cur, ((key - h * 1048576) << 12) | 0, h | 0, 0, 1); }
         this.dropSlots(key);
         if (prev === undefined) {
           this.drop(key);
@@ -575,7 +590,7 @@ export class Memory {
         if (p !== q) { this.put(key, p); this.dropSlots(key); remapped = true; }
       }
       const off = offs[i];
-      if (nZero !== 0 && i >= slow && zeroed(j, nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      if (nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
       else if (size === 8) {
         if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
         else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
@@ -583,16 +598,21 @@ export class Memory {
       else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = vlo[i]; else p.dv.setInt32(off, vlo[i], true); }
       else if (size === 1) p.data[off] = vlo[i];
       else if (size <= 8) { const d = p.data, v = vlo[i], w = vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
-      else if (vhi[i] === 1) p.data.fill(0, off, off + size); // (recordZero)
+      else if (vhi[i] === 1) { // (recordZero; a short one by a loop: fill is a runtime call)
+        const d = p.data;
+        if (size <= 32) for (let k = off; k < off + size; k++) d[k] = 0;
+        else d.fill(0, off, off + size);
+      }
       else if (vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
       if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
-        const hi = Math.floor(key / 1048576) | 0, lo = (((key % 1048576) << 12) | off) | 0;
+        const h = Math.floor(key / 1048576), hi = h | 0, lo = (((key - h * 1048576) << 12) | off) | 0;
         this.invalidate(p, lo, hi, off, size);
       }
     }
     for (let k = 0; k < nFresh; k++) FRESH[k] = null;
+    for (let k = 0; k < nZero; k++) ZERO_PAGE[k] = null;
     j.truncate(mark);
     if (j.slowBelow > mark) j.slowBelow = mark;
     if (remapped) this.gen++; // (the translations of the remapped pages went with dropSlots)
@@ -600,8 +620,8 @@ export class Memory {
 
   /** Forgets the cached translations of page `key` (its slot in each TLB, when it holds it). */
   private dropSlots(key: number): void {
-    const i = tlbSlot(key % 1048576);
-    const pn = key % 1048576, hi = Math.floor(key / 1048576) | 0;
+    const h = Math.floor(key / 1048576), pn = key - h * 1048576, hi = h | 0; // (not key % 2^20: a float remainder, slow)
+    const i = tlbSlot(pn);
     if (this.rPn[i] === pn && this.rHi[i] === hi) { this.rPn[i] = -1; this.rPage[i] = null; }
     if (this.wPn[i] === pn && this.wHi[i] === hi) { this.wPn[i] = -1; this.wPage[i] = null; }
     if (this.xPn[i] === pn && this.xHi[i] === hi) { this.xPn[i] = -1; this.xPage[i] = null; }
@@ -630,14 +650,19 @@ export class Memory {
   }
 }
 
-/** Zero-fill entries a rollback will undo (see rollback); a few are enough, the rest undo as usual. */
+/**
+ * Zero-fill entries a rollback will undo (see rollback), with their page objects and byte
+ * ranges [lo, hi) (read once per rollback); a few are enough, the rest undo as usual.
+ */
 const ZERO = new Int32Array(4);
+const ZERO_PAGE: (Page | null)[] = [null, null, null, null];
+const ZERO_LO = new Int32Array(4);
+const ZERO_HI = new Int32Array(4);
 
 /** Whether one of the first `n` ZERO entries, older than entry i and on its page object, covers [off, off + size). */
-function zeroed(j: Journal, n: number, i: number, p: Page, off: number, size: number): boolean {
+function zeroed(n: number, i: number, p: Page, off: number, size: number): boolean {
   for (let k = 0; k < n; k++) {
-    const z = ZERO[k];
-    if (z < i && j.pages[z] === p && j.offs[z] <= off && off + size <= j.offs[z] + j.sizes[z]) return true;
+    if (ZERO_PAGE[k] === p && ZERO[k] < i && ZERO_LO[k] <= off && off + size <= ZERO_HI[k]) return true;
   }
   return false;
 }

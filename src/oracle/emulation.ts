@@ -4,7 +4,7 @@ import { LAYOUT_32, LAYOUT_64 } from "../kernel/layout.js";
 import { F } from "../machine/flags.js";
 import type { MachineSnapshot, StateDiff } from "../machine/state.js";
 import { Int3bedError } from "../errors.js";
-import { engineOf, startCase } from "./engine.js";
+import { type Engine, engineOf, startCase } from "./engine.js";
 import type { RunResult } from "../machine/events.js";
 import type { Kernel, KernelEvent, TextPokeLoc } from "../kernel/kernel.js";
 import type { PatchKind, Variant } from "../kernel/variant.js";
@@ -125,7 +125,7 @@ export function resetKernel(k: Kernel): void {
   k.ftraceUpdateFunc = 0n;
   k.ftraceUpdateFuncCall = 0n;
   k.bpPatchingInProgress = false;
-  k.bpDesc = { vec: [], refs: 0 };
+  if (k.bpDesc.refs !== 0 || k.bpDesc.vec.length !== 0) k.bpDesc = { vec: [], refs: 0 }; // (an empty one is never written: poke_int3_handler takes no reference on it)
   if (k.dieNotifiers.length !== 0) k.dieNotifiers.length = 0;
 }
 
@@ -156,7 +156,7 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   const m = k.m, mem = m.mem, cpu = m.cpu;
   const L = k.L;
   const wide = m.bits === 64;
-  const e = engineOf(b);
+  const e = engineFor(b);
   resetKernel(k);
   const fentry = variant.sites === "ftrace" && c.trampoline !== true;
   const target = fentry ? k.addr("ftrace_regs_caller") : c.target;
@@ -171,18 +171,20 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   const sKey = pageKey(sLo, sHi);
   mem.mapPage(sKey, Perm.R | Perm.X);
   if ((sLo & 4095) + len + 1 > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
-  if (!e.cookieMapped) mem.mapPage(COOKIE_PAGE[m.bits], Perm.R | Perm.W);
+  if (!e.cookieMapped) mem.mapPage(wide ? COOKIE_PAGE_64 : COOKIE_PAGE_32, Perm.R | Perm.W);
   if (!fentry) {
     const tKey = pageKey(tLo, tHi);
-    const code = c.kind === "call" ? CALLEE[m.bits] : HLT;
-    mem.mapPage(tKey, Perm.R | Perm.X);
-    if ((tLo & 4095) + code.length > 4096) mem.mapPage(tKey + 1, Perm.R | Perm.X);
-    mem.loadAt(tLo, tHi, code);
+    const code = c.kind !== "call" ? HLT : wide ? CALLEE_64 : CALLEE_32;
+    const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
+    const spill = (tLo & 4095) + code.length > 4096;
+    if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
+    // on a page mapped just now (zero: the journal keeps no copy), unless it runs into the next
+    mem.loadAt(tLo, tHi, code, code.length, fresh && !spill);
   }
-  mem.loadAt(sLo, sHi, SITE_BYTES, realBytesHltInto(SITE_BYTES, c.kind, c.cc, sLo, tLo));
+  mem.loadAt(sLo, sHi, SITE_BYTES, realBytesHltInto(SITE_BYTES, c.kind, len, c.cc, sLo, tLo));
   const task = c.stack === "task";
   const stackBase = task ? L.stack : L.irqStack;
-  const bLo = task ? STACK_LO[m.bits] : IRQ_LO[m.bits], bHi = task ? STACK_HI[m.bits] : IRQ_HI[m.bits];
+  const bLo = wide ? (task ? STACK_LO_64 : IRQ_LO_64) : task ? STACK_LO_32 : IRQ_LO_32, bHi = wide ? (task ? STACK_HI_64 : IRQ_HI_64) : 0;
   // Random contents in a window around the interrupted SP (frames, gap, callee, and what a
   // RET pops); the rest of the stack keeps the pristine zeros. Cheaper than the whole stack.
   const lo = Math.max(0, c.spOffset - 1024), hi = Math.min(L.threadSize, c.spOffset + 256);
@@ -214,6 +216,15 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   return new Layout(target, len, stackBase, c.spOffset, sLo, sHi, tLo, tHi);
 }
 
+/** The last Bench laid out and its engine (engineOf is a WeakMap look-up; a run of cases uses one Bench). */
+let lastBench: Bench | null = null;
+let lastEngine: Engine | null = null;
+
+function engineFor(b: Bench): Engine {
+  if (b !== lastBench || lastEngine === null) { lastEngine = engineOf(b); lastBench = b; }
+  return lastEngine;
+}
+
 /** A CaseLayout with the target's int32 halves too; `sp` is made when read. */
 class Layout implements CaseLayout {
   constructor(
@@ -226,9 +237,9 @@ class Layout implements CaseLayout {
 /** The bytes laid at the site (reused: loadAt copies them). */
 const SITE_BYTES: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
 
-/** realBytesHlt written into `out`; returns the count. */
-function realBytesHltInto(out: number[], kind: PatchKind, cc: number, siteLo: number, targetLo: number): number {
-  const r = (targetLo - siteLo - INSN_LENGTH[kind]) | 0;
+/** realBytesHlt written into `out` (`len`: the instruction's length); returns the count. */
+function realBytesHltInto(out: number[], kind: PatchKind, len: number, cc: number, siteLo: number, targetLo: number): number {
+  const r = (targetLo - siteLo - len) | 0;
   const r0 = r & 0xff, r1 = (r >>> 8) & 0xff, r2 = (r >>> 16) & 0xff, r3 = r >>> 24;
   let n: number;
   switch (kind) {
@@ -254,9 +265,12 @@ const TWO32 = 4294967296;
 const TWO32N = 1n << 32n, TWO64 = 1n << 64n;
 /** One 64-bit slot seen as int32 halves (little-endian, as x86 and every Node platform here). */
 const SLOT = new ArrayBuffer(8), SLOT64 = new BigUint64Array(SLOT), SLOT32 = new Int32Array(SLOT), SLOT64S = new BigInt64Array(SLOT);
-const COOKIE_PAGE = { 64: Number(COOKIE[64] >> 12n), 32: Number(COOKIE[32] >> 12n) } as const;
-const STACK_LO = { 64: loOf(LAYOUT_64.stack), 32: loOf(LAYOUT_32.stack) }, STACK_HI = { 64: hiOf(LAYOUT_64.stack), 32: 0 };
-const IRQ_LO = { 64: loOf(LAYOUT_64.irqStack), 32: loOf(LAYOUT_32.irqStack) }, IRQ_HI = { 64: hiOf(LAYOUT_64.irqStack), 32: 0 };
+// (per-mode constants as plain bindings chosen by a condition: a keyed load by 64/32 on an
+// object goes through an IC call in layCase, ≈ 250 host instructions each)
+const COOKIE_PAGE_64 = Number(COOKIE[64] >> 12n), COOKIE_PAGE_32 = Number(COOKIE[32] >> 12n);
+const STACK_LO_64 = loOf(LAYOUT_64.stack), STACK_HI_64 = hiOf(LAYOUT_64.stack), STACK_LO_32 = loOf(LAYOUT_32.stack);
+const IRQ_LO_64 = loOf(LAYOUT_64.irqStack), IRQ_HI_64 = hiOf(LAYOUT_64.irqStack), IRQ_LO_32 = loOf(LAYOUT_32.irqStack);
+const CALLEE_64: readonly number[] = CALLEE[64], CALLEE_32: readonly number[] = CALLEE[32];
 const HLT = [0xf4];
 
 /**
