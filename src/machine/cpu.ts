@@ -119,6 +119,8 @@ export class Cpu {
    * the same as executing them one by one (stack-runs.ts); off: one instruction at a time.
    */
   fuseStacks = true;
+  /** Stack runs run() executed fused (each counts its members in icount as usual), for tests and profiles. */
+  fusedRuns = 0;
   /** Event delivery: the IDT by default; FRED plugs in here. */
   delivery: EventDelivery = IDT_DELIVERY;
 

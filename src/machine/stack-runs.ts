@@ -224,7 +224,8 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
   if (first < 0 || last >= TWO32 || ((first >>> 12) !== (last >>> 12))) return 0;
   const kinds = r.kinds, args = r.args;
   if (!r.push) {
-    // POP r ×k: the first pop's read checks the page (as peekW does)
+    // POP r ×k: the first pop's read checks the page (as peekW does, with the scratch it sets first)
+    if (W === 4) c.th = 0;
     const p = mem.readPage(base | 0, aHi, false, true);
     const i32 = p.i32, dv = p.dv;
     let o = base & 4095, vh = 0;
@@ -241,8 +242,16 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     c.lo[4] = s | 0;
     if (W === 8 && s >= TWO32) c.hi[4] = (spHi + 1) | 0;
   } else {
-    // PUSH ×k: the first push's own first access checks the page
-    if (kinds[0] === K_MEM) mem.readPage((base + args[0]) | 0, aHi, false, true);
+    // PUSH ×k: the first push's own first access checks the page, with the scratch the
+    // instruction sets before it (a fault leaves that behind): PUSH imm's c.th; PUSH m's
+    // address (operands.ts memOperand), then its read and the value's high half
+    const k0 = kinds[0];
+    if (k0 === K_MEM) {
+      const ra = (base + args[0]) | 0;
+      c.eaHi = aHi; c.aLo = ra; c.aHi = aHi;
+      const q = mem.readPage(ra, aHi, false, true);
+      if (W === 8) { const h = q.dv.getInt32((ra & 4095) + 4, true); c.th = h; mem.rhi = h; }
+    } else if (k0 === K_IMM) c.th = r.vhi[0];
     const p = mem.writePage((base - W) | 0, aHi, true);
     if (p.code !== null || p.crossIn) return 0;
     const j = mem.journal, i32 = p.i32, dv = p.dv;
@@ -277,5 +286,6 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
   const lastIns = insns[k - 1];
   c.curLo = (lo & ~4095) | offs[k - 1]; c.curHi = hi;
   c.ripLo = lastIns.nLo; c.ripHi = lastIns.nHi;
+  c.fusedRuns++;
   return k;
 }
