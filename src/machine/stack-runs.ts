@@ -186,12 +186,11 @@ const TWO32 = 4294967296;
  * but the first. A fault of the first member's first access is thrown as the loop expects.
  */
 export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: number, budget: number, hasUntil: boolean, uLo: number, uHi: number): number {
-  if (page === null) return 0;
+  let r = ins.run;
+  if (r === null || page === null) return 0;
   const code = page.code;
   if (code === null) return 0;
   const off0 = lo & 4095;
-  let r = ins.run;
-  if (r === null) return 0;
   if (r === undefined) {
     if (code[off0] !== ins) return 0;
     r = build(ins, code, off0, c.bits);
