@@ -21,7 +21,8 @@ import { hiOf, loOf } from "./u64.js";
  * one would do; otherwise stackRun returns 0 and the loop executes the first member as usual
  * (the next member may then start a fused run of its own). The conditions:
  *  1. fusion is on (Cpu.fuseStacks) and no instruction hook was set when the run began (the
- *     loop checks; it calls no hook set later either) and no exception hook is set now;
+ *     loop checks; it calls no hook set later either) and no exception hook is set now (a
+ *     conservative choice: a fused run raises nothing but member 0's own fault, condition 7);
  *  2. no memory write watch (`mem.watch`) or read watch (`mem.readWatch`): each member's
  *     access would be reported;
  *  3. nothing pending (`c.pending === 0`): the loop looks at RF/keepRf, the STI shadow,
@@ -220,6 +221,7 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     base = (spLo + c.ssBase) >>> 0; aHi = 0;
   }
   const first = base + r.low[k], last = base + r.high[k] - 1;
+  // (the wrap tests are implied by the page test, spans being far below 4 GiB; kept as the statement of condition 6)
   if (first < 0 || last >= TWO32 || ((first >>> 12) !== (last >>> 12))) return 0;
   const kinds = r.kinds, args = r.args;
   if (!r.push) {
