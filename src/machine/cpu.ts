@@ -1,3 +1,4 @@
+import { Mnemonic } from "iced-x86";
 import { CpuFault, faultClass, type EventKind, type ExceptionEvent, type RunResult, type StopReason, Vec, vectorName } from "./events.js";
 import { F } from "./flags.js";
 import type { Insn } from "./insn.js";
@@ -8,6 +9,10 @@ import { isCanonical, toBig } from "./u64.js";
 import { type EventDelivery, IDT_DELIVERY } from "./deliver.js";
 import { FLAT_CODE_ATTR, FLAT_DATA_ATTR, freshSegGen, SEG, setSegmentQuietly } from "./segments.js";
 import { UsageError } from "../errors.js";
+import { stackRun } from "./stack-runs.js";
+
+/** The mnemonics a fused stack run starts with (stack-runs.ts), as plain numbers for the hot loop. */
+const MN_PUSH = Mnemonic.Push, MN_POP = Mnemonic.Pop;
 
 /** Register numbers (iced-x86 order): RAX RCX RDX RBX RSP RBP RSI RDI R8..R15. */
 export const R = { AX: 0, CX: 1, DX: 2, BX: 3, SP: 4, BP: 5, SI: 6, DI: 7, R8: 8, R9: 9, R10: 10, R11: 11, R12: 12, R13: 13, R14: 14, R15: 15 } as const;
@@ -109,6 +114,13 @@ export class Cpu {
    */
   intrShadow = 0;
   hooks: CpuHooks = {};
+  /**
+   * Whether run() executes runs of pushes or pops as one operation where that is certainly
+   * the same as executing them one by one (stack-runs.ts); off: one instruction at a time.
+   */
+  fuseStacks = true;
+  /** Stack runs run() executed fused (each counts its members in icount as usual), for tests and profiles. */
+  fusedRuns = 0;
   /** Event delivery: the IDT by default; FRED plugs in here. */
   delivery: EventDelivery = IDT_DELIVERY;
 
@@ -408,6 +420,7 @@ export class Cpu {
     const hasUntil = until !== undefined;
     let steps = 0;
     const hooked = this.hooks.instruction !== undefined;
+    const fuse = this.fuseStacks && !hooked;
     const mem = this.mem;
     // The fetch page and what it was validated against, kept in locals for the hot loop.
     let fPage: Page | null = null, fLo = 0, fHi = 0, fGen = -1;
@@ -430,6 +443,10 @@ export class Cpu {
           }
           if (hooked && this.hooks.instruction !== undefined && this.hooks.instruction(this, lo, hi, ins) === "stop") {
             return this.result("stopped", steps);
+          }
+          if (fuse && (ins.mnemonic === MN_PUSH || ins.mnemonic === MN_POP)) {
+            const k = stackRun(this, ins, fPage, lo, hi, maxSteps - steps, hasUntil, uLo, uHi);
+            if (k !== 0) { steps += k; continue; } // (nothing pending after it: see stack-runs.ts)
           }
           this.ripLo = ins.nLo;
           this.ripHi = ins.nHi;

@@ -11,6 +11,7 @@ import { compileFlow } from "./ops-flow.js";
 import { compileSeg } from "./ops-seg.js";
 import { compileSystem } from "./ops-system.js";
 import { Unsupported } from "./operands.js";
+import { noteStackOp } from "./stack-runs.js";
 import type { Page } from "./page.js";
 import { toBig } from "./u64.js";
 
@@ -25,7 +26,7 @@ export function formatGas(ins: Instruction): string {
 export function compile(ins: Instruction, bits: number): Exec {
   try {
     const e = compileFast(ins, bits) ?? compileMovFast(ins, bits) ?? compileAluMemFast(ins, bits) ?? compileSystem(ins, bits) ?? compileSeg(ins, bits) ?? compileFlow(ins, bits) ?? compileData(ins, bits);
-    if (e !== undefined) return e;
+    if (e !== undefined) { noteStackOp(ins, bits, e); return e; }
     return udExec(`not modeled: ${formatGas(ins)}`);
   } catch (err) {
     if (err instanceof Unsupported) return udExec(`not modeled: ${formatGas(ins)} (${err.why})`);

@@ -1,4 +1,5 @@
 import type { Cpu } from "./cpu.js";
+import type { StackRun } from "./stack-runs.js";
 
 /** Executes one instruction. The run loop has already set RIP to the next instruction;
  *  branches overwrite it; a fault throws CpuFault before any state changes. */
@@ -15,6 +16,11 @@ export interface Insn {
   readonly mnemonic: number;
   /** The instruction's bytes as decoded. */
   readonly bytes: Uint8Array;
+  /**
+   * The fused stack run starting here (stack-runs.ts), built by the run loop the first time
+   * it can be: undefined until then, null when none starts here.
+   */
+  run: StackRun | null | undefined;
 }
 
 /**
@@ -24,6 +30,7 @@ export interface Insn {
  */
 export class PlacedInsn implements Insn {
   private b: Uint8Array | null;
+  run: StackRun | null | undefined = undefined;
   constructor(
     readonly exec: Exec, readonly len: number, readonly nLo: number, readonly nHi: number, readonly mnemonic: number,
     bytes: Uint8Array | null, private readonly form = 0, private readonly disp = 0,
