@@ -1,7 +1,7 @@
 import { UsageError } from "../errors.js";
 import { CpuFault, PF, Vec } from "./events.js";
 import type { Journal } from "./journal.js";
-import { freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
+import { codeChanged, freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
 import { PageIndex } from "./page-index.js";
 import { hiOf, isCanonical, loOf, pageKey, toBig } from "./u64.js";
 
@@ -143,6 +143,7 @@ export class Memory {
     const p = this.index.get(key);
     if (p && p.code) {
       p.code = null;
+      codeChanged(p);
       this.gen++;
     }
   }
@@ -362,6 +363,7 @@ export class Memory {
   private invalidate(p: Page, lo: number, hi: number, off: number, len: number): void {
     const code = p.code;
     if (code !== null) {
+      codeChanged(p);
       for (let s = Math.max(0, off - 14); s < off + len && s < PAGE_SIZE; s++) {
         const ins = code[s];
         if (ins !== undefined && s + ins.len > off) {
@@ -373,6 +375,7 @@ export class Memory {
       const prev = this.index.get(pageKey(lo, hi) - 1);
       const pc = prev?.code;
       if (pc) {
+        codeChanged(prev as Page);
         for (let s = PAGE_SIZE - 14; s < PAGE_SIZE; s++) {
           const ins = pc[s];
           if (ins !== undefined && s + ins.len > PAGE_SIZE + off) {
@@ -635,6 +638,7 @@ export class Memory {
       p.spareCode = code; // empty now: kept for the next decode here, while writes skip invalidation
     }
     p.code = null;
+    codeChanged(p);
     p.decodedN = 0;
     p.crossIn = false;
     if (this.spare.length < 64) this.spare.push(p);

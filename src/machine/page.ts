@@ -14,8 +14,20 @@ export function freshEpoch(): number {
   return nextEpoch++;
 }
 
+let lastCodeVer = 0;
+/**
+ * Marks that instructions may have left `p`'s decode cache (a fresh number from one global
+ * counter: equal numbers on a page mean nothing left it since; a page object made later, or
+ * one that received another page's array, never repeats an old number).
+ */
+export function codeChanged(p: Page): void {
+  p.codeVer = ++lastCodeVer;
+}
+
 /** One 4 KiB page: bytes, permissions, and the decode cache of instructions starting in it. */
 export class Page {
+  /** Bumped (codeChanged) whenever an instruction leaves `code` or `code` is dropped (stack-runs.ts validates its runs by it). */
+  codeVer = ++lastCodeVer;
   readonly data: Uint8Array;
   readonly dv: DataView;
   /** `data` as little-endian int32 words (for aligned word stores; see the check below). */
@@ -68,6 +80,7 @@ export class Page {
     p.decodedAt = this.decodedAt;
     p.decodedN = this.decodedN;
     this.code = null;
+    codeChanged(this);
     this.decodedAt = null;
     this.decodedN = 0;
     return p;

@@ -47,8 +47,10 @@ import { hiOf, loOf } from "./u64.js";
  *     that instruction makes first anyway;
  *  8. a push run does not write a page holding decoded code (or one an instruction from the
  *     page before runs into): those writes take memory.ts's invalidating path, so fall back;
- *  9. the journal records what the members' writes would: Journal.recordAt per member, in
- *     order, before each store (a push run extends one run entry as before);
+ *  9. the journal records the old bytes the members' writes would: one record of the whole
+ *     written range before the first store (each byte of it is written once, by one member),
+ *     so rollback and the check engine's diff see what they would after the members' own
+ *     records; the entries differ in shape only (one range instead of an extended run);
  * 10. icount/steps count every member (the loop adds the returned count); RIP, the current
  *     instruction address, RSP and the scratch the members leave (c.th, mem.rhi, c.aLo/aHi/eaHi)
  *     end as the last member leaves them.
@@ -132,6 +134,9 @@ export class StackRun {
     readonly high: Int32Array,
     /** Whether a member reads through SS by address (K_MEM). */
     readonly hasMem: boolean,
+    /** The decode-cache array and its version (Page.codeVer) when every member was last seen in it. */
+    public codeArr: (Insn | undefined)[],
+    public ver: number,
   ) {}
 }
 
@@ -140,7 +145,7 @@ export class StackRun {
  * members. Stores it on `ins` (or null) unless it ended at an instruction not decoded yet
  * (it may grow then: built again next time).
  */
-function build(ins: Insn, code: (Insn | undefined)[], off: number, bits: number): StackRun | null {
+function build(ins: Insn, code: (Insn | undefined)[], ver: number, off: number, bits: number): StackRun | null {
   const op0 = OPS.get(ins.exec);
   if (op0 === undefined) { ins.run = null; return null; }
   const push = op0.kind !== K_POP;
@@ -173,7 +178,7 @@ function build(ins: Insn, code: (Insn | undefined)[], off: number, bits: number)
     } else hi = W * (i + 1);
     low[i + 1] = lo; high[i + 1] = hi;
   }
-  const run = new StackRun(push, n, kinds, args, vlo, vhi, Int32Array.from(offs), members, low, high, hasMem);
+  const run = new StackRun(push, n, kinds, args, vlo, vhi, Int32Array.from(offs), members, low, high, hasMem, code, ver);
   if (done) ins.run = run;
   return run;
 }
@@ -194,7 +199,7 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
   const off0 = lo & 4095;
   if (r === undefined) {
     if (code[off0] !== ins) return 0;
-    r = build(ins, code, off0, c.bits);
+    r = build(ins, code, page.codeVer, off0, c.bits);
     if (r === null) return 0;
   }
   const mem = c.mem;
@@ -207,9 +212,15 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     for (let i = 1; i < k; i++) if (offs[i] === uo) { k = i; break; }
   }
   if (k < 2) return 0;
-  // the members are still the instructions at their addresses (else rebuild next time)
-  for (let i = 1; i < k; i++) {
-    if (code[offs[i]] !== insns[i]) { ins.run = undefined; return 0; }
+  // the members are still the instructions at their addresses (else rebuild next time): at
+  // once when nothing left this decode cache since they were all seen there, else one by one
+  if (code !== r.codeArr || page.codeVer !== r.ver) {
+    for (let i = 1; i < k; i++) {
+      if (code[offs[i]] !== insns[i]) { ins.run = undefined; return 0; }
+    }
+    let all = true;
+    for (let i = k; i < r.n && all; i++) all = code[offs[i]] === insns[i];
+    if (all) { r.codeArr = code; r.ver = page.codeVer; }
   }
   const W = c.bits === 64 ? 8 : 4;
   const spLo = c.lo[4], spHi = c.hi[4];
@@ -255,7 +266,11 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     } else if (k0 === K_IMM) c.th = r.vhi[0];
     const p = mem.writePage((base - W) | 0, aHi, true);
     if (p.code !== null || p.crossIn) return 0;
-    const j = mem.journal, i32 = p.i32, dv = p.dv;
+    const i32 = p.i32, dv = p.dv;
+    // the journal: one record for the whole range before any store (its old bytes are the
+    // members' old bytes: every write of the run lies in it, each byte written once)
+    const j = mem.journal;
+    if (j !== null) { const wl = (base - W * k) | 0; j.recordAt(p, wl, aHi, wl & 4095, W * k); }
     for (let i = 0; i < k; i++) {
       const sp = base - W * i; // (the address; no wrap: checked above)
       let vl: number, vh = 0;
@@ -277,8 +292,7 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
           if (W === 8) { c.th = vh; mem.rhi = vh; }
         }
       }
-      const wa = sp - W, o = wa & 4095;
-      if (j !== null) j.recordAt(p, wa | 0, aHi, o, W);
+      const o = (sp - W) & 4095;
       if ((o & 3) === 0) { i32[o >> 2] = vl; if (W === 8) i32[(o >> 2) + 1] = vh; }
       else { dv.setInt32(o, vl, true); if (W === 8) dv.setInt32(o + 4, vh, true); }
     }
