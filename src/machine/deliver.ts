@@ -72,6 +72,34 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
   if (csBase !== 0) c.unsupported(`gate ${vector}: a code segment with base 0x${(csBase >>> 0).toString(16)} is not modeled`);
 }
 
+/**
+ * The 64-bit frame written at once when nothing can tell it from five or six pushes: no write
+ * watch, every word in one page with no borrow out of RSP's low half, no decoded code on the
+ * page (its writes take the invalidating path). The page check is the first push's own (the
+ * word at aligned - 8: its fault and CR2 are the ones the pushes would raise, before any
+ * write); then one journal record of the frame and plain stores. Returns false (nothing done)
+ * when the word-by-word path must run.
+ */
+function frameAtOnce(c: Cpu, a: number, sHi: number, image: number, ripLo: number, ripHi: number, ec: number | undefined): boolean {
+  const mem = c.mem;
+  const n = ec === undefined ? 5 : 6, low = a - 8 * n, off = a & 4095;
+  if (mem.watch !== null || low < 0 || (off !== 0 && off < 8 * n)) return false;
+  const p = mem.writePage((a - 8) | 0, sHi, true);
+  if (p.code !== null || p.crossIn) return false;
+  const lo = low | 0, o = lo & 4095;
+  if (mem.journal !== null) mem.journal.recordAt(p, lo, sHi, o, 8 * n);
+  const w = p.i32;
+  const q = (o >> 2) + 2 * n; // (one past the word at aligned - 8, in int32s)
+  w[q - 2] = c.ss; w[q - 1] = 0;
+  w[q - 4] = c.lo[4]; w[q - 3] = c.hi[4];
+  w[q - 6] = image; w[q - 5] = 0;
+  w[q - 8] = c.cs; w[q - 7] = 0;
+  w[q - 10] = ripLo; w[q - 9] = ripHi;
+  if (ec !== undefined) { w[q - 12] = ec; w[q - 11] = 0; }
+  c.lo[4] = lo; c.hi[4] = sHi;
+  return true;
+}
+
 /** The last gate delivered through and its handler's int32 halves (gates are immutable: converting once is enough). */
 let lastGate: Gate | null = null, lastLo = 0, lastHi = 0;
 
@@ -98,6 +126,10 @@ function deliver64(c: Cpu, ist: number, oldCpl: number, newCpl: number, image: n
   // the low half unless aligned < off
   const a = (sLo & ~15) >>> 0;
   const mem = c.mem;
+  if (frameAtOnce(c, a, sHi, image, ripLo, ripHi, ec)) {
+    if (newCpl !== oldCpl) c.ss = newCpl;
+    return;
+  }
   let s = a - 8;
   mem.write64(s | 0, s < 0 ? (sHi - 1) | 0 : sHi, c.ss, 0, true);
   s = a - 16; mem.write64(s | 0, s < 0 ? (sHi - 1) | 0 : sHi, c.lo[4], c.hi[4], true);
