@@ -30,7 +30,7 @@ function run(c: Case, watched: boolean): string {
   m.load(r.L.kcode, c.insn === "int3" ? [0xcc] : [0x48, 0x8b, 0x00]);
   m.cpu.rip = r.L.kcode;
   m.cpu.sp = sp;
-  m.cpu.rax = c.rax;
+  m.cpu.setReg(0, c.rax);
   m.cpu.flags = 0x2 | (c.flags & 0x8d5);
   const j = new Journal();
   m.mem.journal = j; // (rolled back below: the frame's journal record must restore what it overwrote)
