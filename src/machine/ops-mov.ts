@@ -11,8 +11,8 @@ import { compileEa, gpr } from "./operands.js";
  * semantics are the generic path's: the same address (operands.ts compileEa: segment base in
  * 32-bit mode, SS for ESP/EBP bases, the carry into the high half in 64-bit mode), the same
  * access (size, SS-relative or not: the fault is the same), the same scratch it leaves
- * (c.aLo/c.aHi/c.eaHi after a load, c.th as the operand read leaves it). Base-only and
- * absolute addresses get the address inline; other shapes use compileEa's closure.
+ * (c.aLo/c.aHi/c.eaHi after a load, c.th as the operand read leaves it). 64-bit base + disp
+ * addresses are computed inline; every other shape uses compileEa's closure.
  */
 export function compileMovFast(ins: Instruction, bits: number): Exec | undefined {
   if (ins.mnemonic !== Mnemonic.Mov || ins.opCount !== 2) return undefined;
@@ -28,31 +28,30 @@ export function compileMovFast(ins: Instruction, bits: number): Exec | undefined
   const base = inline && ins.memoryBase !== Register.None ? gpr(ins.memoryBase) : undefined;
   if (inline && ins.memoryBase !== Register.None && (base === undefined || base[1] !== bits / 8)) return undefined; // (16-bit or 32-bit-in-64 addressing: generic)
   const b = base === undefined ? -1 : base[0];
-  const disp = BigInt.asUintN(64, ins.memoryDisplacement);
-  const dLo = Number(disp & 0xffffffffn), dHi = bits === 64 ? Number(BigInt.asIntN(32, disp >> 32n)) : 0;
-  if (bits === 64) {
-    if (!inline) return size === 8 ? (load ? load64(r, ea, stack) : store64(r, ea, stack)) : load ? (c) => { const a = ea(c); c.aLo = a; c.aHi = c.eaHi; c.lo[r] = c.mem.read32(a, c.eaHi, stack); c.hi[r] = 0; } : store32(r, ea, stack);
-    // 64-bit base + disp (or an absolute disp32 sign-extended): the sum with its carry, as compileEa
-    if (b >= 0) {
-      if (size === 8) {
-        if (load) return (c) => { const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0, a = s | 0; c.eaHi = h; c.aLo = a; c.aHi = h; const v = c.mem.read64(a, h, stack); const t = c.mem.rhi; c.th = t; c.lo[r] = v; c.hi[r] = t; };
-        return (c) => { const vl = c.lo[r], vh = c.hi[r]; c.th = vh; const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0; c.eaHi = h; c.mem.write64(s | 0, h, vl, vh, stack); };
-      }
-      if (load) return (c) => { const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0, a = s | 0; c.eaHi = h; c.aLo = a; c.aHi = h; c.lo[r] = c.mem.read32(a, h, stack); c.hi[r] = 0; };
-      return (c) => { const v = c.lo[r], s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0; c.eaHi = h; c.mem.write32(s | 0, h, v, stack); };
+  if (bits === 64 && b >= 0) {
+    // 64-bit base + disp: the sum with its carry, as compileEa
+    const disp = BigInt.asUintN(64, ins.memoryDisplacement);
+    const dLo = Number(disp & 0xffffffffn), dHi = Number(BigInt.asIntN(32, disp >> 32n));
+    if (size === 8) {
+      if (load) return (c) => { const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0, a = s | 0; c.eaHi = h; c.aLo = a; c.aHi = h; const v = c.mem.read64(a, h, stack); const t = c.mem.rhi; c.th = t; c.lo[r] = v; c.hi[r] = t; };
+      return (c) => { const vl = c.lo[r], vh = c.hi[r]; c.th = vh; const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0; c.eaHi = h; c.mem.write64(s | 0, h, vl, vh, stack); };
     }
-    return size === 8 ? (load ? load64(r, ea, stack) : store64(r, ea, stack)) : load ? (c) => { const a = ea(c); c.aLo = a; c.aHi = c.eaHi; c.lo[r] = c.mem.read32(a, c.eaHi, stack); c.hi[r] = 0; } : store32(r, ea, stack);
+    if (load) return (c) => { const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0, a = s | 0; c.eaHi = h; c.aLo = a; c.aHi = h; c.lo[r] = c.mem.read32(a, h, stack); c.hi[r] = 0; };
+    return (c) => { const v = c.lo[r], s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0; c.eaHi = h; c.mem.write32(s | 0, h, v, stack); };
   }
-  // 32-bit: the linear address through the segment's base (compileEa's segmentedEa), 4 bytes
-  if (size !== 4) return undefined;
-  if (load) return (c) => { const a = ea(c); c.aLo = a; c.aHi = c.eaHi; c.lo[r] = c.mem.read32(a, c.eaHi, stack); c.hi[r] = 0; };
-  return store32(r, ea, stack);
+  // every other shape through compileEa's closure (32-bit: the linear address through the segment's base)
+  if (size === 8) return load ? load64(r, ea, stack) : store64(r, ea, stack);
+  return load ? load32(r, ea, stack) : store32(r, ea, stack);
 }
 
 type Ea = (c: Cpu) => number;
 
 function load64(r: number, ea: Ea, stack: boolean): Exec {
   return (c) => { const a = ea(c); c.aLo = a; c.aHi = c.eaHi; const v = c.mem.read64(a, c.eaHi, stack); const t = c.mem.rhi; c.th = t; c.lo[r] = v; c.hi[r] = t; };
+}
+
+function load32(r: number, ea: Ea, stack: boolean): Exec {
+  return (c) => { const a = ea(c); c.aLo = a; c.aHi = c.eaHi; c.lo[r] = c.mem.read32(a, c.eaHi, stack); c.hi[r] = 0; };
 }
 
 function store64(r: number, ea: Ea, stack: boolean): Exec {
