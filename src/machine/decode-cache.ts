@@ -11,6 +11,13 @@ interface Compiled {
   readonly bytes: Uint8Array;
   readonly exec: Exec;
   readonly mnemonic: number;
+  /**
+   * The bytes as little-endian int32 words (zero past the end) and the masks of the bytes
+   * they hold (sameBytes): the instruction is at an offset when each word read there, masked,
+   * equals its own — three or four word reads instead of a loop over the bytes.
+   */
+  readonly w0: number; readonly w1: number; readonly w2: number; readonly w3: number;
+  readonly m0: number; readonly m1: number; readonly m2: number; readonly m3: number;
   /** The cached instruction decoded right after this one (at its end, in the same page) the last time one was: see `follow`. */
   next: Compiled | undefined;
 }
@@ -81,6 +88,18 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
     const row = byTwo[b0];
     const list = row === undefined ? undefined : row[src[base + 1]];
     if (list === undefined) return undefined;
+    if (src === page.data) {
+      // in the page's own bytes (limit 15, base <= 4096 - 15): word compares, never MORE
+      const dv = page.dv;
+      for (let i = 0; i < list.length; i++) {
+        const e = list[i];
+        if (sameBytes(e, dv, base)) {
+          if (i > 0) { list[i] = list[0]; list[0] = e; } // (see below)
+          return placeCompiled(c, page, off, lo, hi, e, true);
+        }
+      }
+      return undefined;
+    }
     let more = false;
     for (let i = 0; i < list.length; i++) {
       const e = list[i], eb = e.bytes;
@@ -115,12 +134,10 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
    * Leaves lastEnd/lastE at the last one placed.
    */
   const follow = (c: Cpu, page: Page, end: number, lo: number, hi: number, n: Compiled | undefined): void => {
-    const d = page.data, code = page.code as (Insn | undefined)[], base = lo & ~4095;
+    const dv = page.dv, code = page.code as (Insn | undefined)[], base = lo & ~4095;
     for (let k = 0; n !== undefined && k < FOLLOW && end <= 4096 - 15 && code[end] === undefined; n = n.next, k++) {
+      if (!sameBytes(n, dv, end)) break;
       const nb = n.bytes;
-      let i = 0;
-      while (i < nb.length && nb[i] === d[end + i]) i++;
-      if (i < nb.length) break;
       place(c, page, end, base | end, hi, nb.length, n.exec, n.mnemonic, nb, 0, 0);
       end += nb.length;
       lastE = n; lastForm = -1;
@@ -194,7 +211,7 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
     if (ib.length > 1 && ins.mnemonic > 0) multi[ib[0]] = 1; // (a valid instruction: its first byte alone is a proper prefix)
     if (two && cached < MAX_CACHED && ib.length > 0 && ib[0] === b0 && (ib.length === 1 || ib[1] === d[off + 1]) &&
       (list === undefined || list.length < 32) && positionIndependent(c.bits, ib)) {
-      const e: Compiled = { bytes: ib, exec: ins.exec, mnemonic: ins.mnemonic, next: undefined };
+      const e = compiled(ib, ins.exec, ins.mnemonic);
       if (ib.length === 1) single[b0] = e;
       else if (list === undefined) (byTwo[b0] ??= new Array<Compiled[] | undefined>(256).fill(undefined))[d[off + 1]] = [e];
       else list.push(e);
@@ -202,6 +219,28 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
     }
     return track(page, off, ins);
   };
+}
+
+/** The cache entry of an instruction with bytes `b` (1 to 15) compiled to `exec`. */
+function compiled(b: Uint8Array, exec: Exec, mnemonic: number): Compiled {
+  const w = [0, 0, 0, 0], m = [0, 0, 0, 0];
+  for (let i = 0; i < b.length; i++) {
+    // bytes 0-11 in words 0-2; bytes 12-14 in the word at 11 (its byte 11 left out of the mask)
+    const k = i < 12 ? i >> 2 : 3, sh = 8 * (i < 12 ? i & 3 : i - 11);
+    w[k] |= b[i] << sh;
+    m[k] |= 0xff << sh;
+  }
+  return { bytes: b, exec, mnemonic, w0: w[0], w1: w[1], w2: w[2], w3: w[3], m0: m[0], m1: m[1], m2: m[2], m3: m[3], next: undefined };
+}
+
+/**
+ * Whether `e`'s bytes are at offset `o` of the page `dv` views, for o <= 4096 - 15 (the
+ * words read, at o, o + 4, o + 8 and o + 11, end in the page; the last only for an
+ * instruction longer than 12 bytes). Byte for byte the same as comparing e.bytes.
+ */
+function sameBytes(e: Compiled, dv: DataView, o: number): boolean {
+  return (dv.getInt32(o, true) & e.m0) === e.w0 && (dv.getInt32(o + 4, true) & e.m1) === e.w1 &&
+    (dv.getInt32(o + 8, true) & e.m2) === e.w2 && (e.m3 === 0 || (dv.getInt32(o + 11, true) & e.m3) === e.w3);
 }
 
 /**
