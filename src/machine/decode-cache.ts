@@ -134,14 +134,21 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
    * Leaves lastEnd/lastE at the last one placed.
    */
   const follow = (c: Cpu, page: Page, end: number, lo: number, hi: number, n: Compiled | undefined): void => {
-    const dv = page.dv, code = page.code as (Insn | undefined)[], base = lo & ~4095;
+    // (place() put the instruction before at lo, in this page: its code array and decodedAt exist)
+    const dv = page.dv, code = page.code as (Insn | undefined)[], at = page.decodedAt as Int32Array, base = lo & ~4095, wide = c.bits === 64;
+    let nd = page.decodedN, last: Compiled | undefined;
     for (let k = 0; n !== undefined && k < FOLLOW && end <= 4096 - 15 && code[end] === undefined; n = n.next, k++) {
       if (!sameBytes(n, dv, end)) break;
-      const nb = n.bytes;
-      place(c, page, end, base | end, hi, nb.length, n.exec, n.mnemonic, nb, 0, 0);
-      end += nb.length;
-      lastE = n; lastForm = -1;
+      // place() and track() for one in a page that already holds code
+      const len = n.bytes.length, s = ((base | end) >>> 0) + len;
+      code[end] = new PlacedInsn(n.exec, len, s | 0, wide ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, n.mnemonic, n.bytes, 0, 0);
+      if (nd < TRACKED) at[nd++] = end;
+      else if (nd === TRACKED) at[nd++] = -1;
+      end += len;
+      last = n;
     }
+    page.decodedN = nd;
+    if (last !== undefined) { lastE = last; lastForm = -1; }
     lastPage = page; lastEnd = end;
   };
 
