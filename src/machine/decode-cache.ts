@@ -276,10 +276,11 @@ const MAX_CACHED = 4096;
 
 /** Caches a compiled instruction at (lo, hi) in its page, as the decoder does. */
 function place(c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, exec: Exec, mnemonic: number, bytes: Uint8Array | null, form: number, disp: number): Insn {
-  const s = (lo >>> 0) + len;
-  const insn = new PlacedInsn(exec, len, s | 0, c.bits === 64 ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, mnemonic, bytes, form, disp);
-  if (page.code === null) c.mem.codeAddedAt(lo, c.bits === 64 ? hi : 0);
-  page.codeArray()[off] = insn;
+  const s = (lo >>> 0) + len, wide = c.bits === 64;
+  const insn = new PlacedInsn(exec, len, s | 0, wide ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, mnemonic, bytes, form, disp);
+  let code = page.code;
+  if (code === null) { c.mem.codeAddedAt(lo, wide ? hi : 0); code = page.codeArray(); }
+  code[off] = insn;
   return track(page, off, insn);
 }
 
