@@ -9,6 +9,8 @@ import { isCanonical } from "./u64.js";
 /** What an instruction's bytes compile to wherever they sit (position-independent code). */
 interface Compiled {
   readonly bytes: Uint8Array;
+  /** bytes.length, as a field (a typed array's length is a slower load) */
+  readonly len: number;
   readonly exec: Exec;
   readonly mnemonic: number;
   /**
@@ -140,7 +142,7 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
     for (let k = 0; n !== undefined && k < FOLLOW && end <= 4096 - 15 && code[end] === undefined; n = n.next, k++) {
       if (!sameBytes(n, dv, end)) break;
       // place() and track() for one in a page that already holds code
-      const len = n.bytes.length, s = ((base | end) >>> 0) + len;
+      const len = n.len, s = ((base | end) >>> 0) + len;
       code[end] = new PlacedInsn(n.exec, len, s | 0, wide ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, n.mnemonic, n.bytes, 0, 0);
       if (nd < TRACKED) at[nd++] = end;
       else if (nd === TRACKED) at[nd++] = -1;
@@ -158,11 +160,11 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
       if (lastE !== undefined) { if (lastE.next !== e) lastE.next = e; }
       else if (lastForm >= 0 && formNext[lastForm] !== e) formNext[lastForm] = e;
     }
-    const eb = e.bytes;
-    const ins = place(c, page, off, lo, hi, eb.length, e.exec, e.mnemonic, eb, 0, 0);
+    const len = e.len;
+    const ins = place(c, page, off, lo, hi, len, e.exec, e.mnemonic, e.bytes, 0, 0);
     lastE = e; lastForm = -1;
-    if (inPage) follow(c, page, off + eb.length, lo, hi, e.next);
-    else { lastPage = page; lastEnd = off + eb.length; }
+    if (inPage) follow(c, page, off + len, lo, hi, e.next);
+    else { lastPage = page; lastEnd = off + len; }
     return ins;
   };
 
@@ -237,7 +239,7 @@ function compiled(b: Uint8Array, exec: Exec, mnemonic: number): Compiled {
     w[k] |= b[i] << sh;
     m[k] |= 0xff << sh;
   }
-  return { bytes: b, exec, mnemonic, w0: w[0], w1: w[1], w2: w[2], w3: w[3], m0: m[0], m1: m[1], m2: m[2], m3: m[3], next: undefined };
+  return { bytes: b, len: b.length, exec, mnemonic, w0: w[0], w1: w[1], w2: w[2], w3: w[3], m0: m[0], m1: m[1], m2: m[2], m3: m[3], next: undefined };
 }
 
 /**
