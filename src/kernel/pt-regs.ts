@@ -67,6 +67,11 @@ export class PtRegs {
     return new PtRegs(m, lo, hi);
   }
 
+  /** Whether this is the view at the int32 halves (lo, hi) (hi ignored on 32-bit). */
+  isAt(lo: number, hi: number): boolean {
+    return this.lo === (lo | 0) && this.hi === (this.size === 8 ? hi | 0 : 0);
+  }
+
   /** The address of the struct. */
   get addr(): bigint { return this.size === 8 ? toBig(this.lo, this.hi) : BigInt(this.lo >>> 0); }
   get bits(): 32 | 64 { return this.m.bits; }
