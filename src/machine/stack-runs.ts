@@ -234,12 +234,22 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
   const first = base + r.low[k], last = base + r.high[k] - 1;
   // (the wrap tests are implied by the page test, spans being far below 4 GiB; kept as the statement of condition 6)
   if (first < 0 || last >= TWO32 || ((first >>> 12) !== (last >>> 12))) return 0;
+  const kinds = r.kinds, args = r.args;
   if (!r.push) {
     // POP r ×k: the first pop's read checks the page (as peekW does, with the scratch it sets first)
     if (W === 4) c.th = 0;
     const p = mem.readPage(base | 0, aHi, false, true);
-    if (W === 8) popRun64(c, p, r.args, k, base & 4095);
-    else popRun32(c, p, r.args, k, base & 4095);
+    const i32 = p.i32, dv = p.dv;
+    let o = base & 4095, vh = 0;
+    for (let i = 0; i < k; i++, o += W) {
+      let vl: number;
+      if ((o & 3) === 0) { vl = i32[o >> 2]; if (W === 8) vh = i32[(o >> 2) + 1]; }
+      else { vl = dv.getInt32(o, true); if (W === 8) vh = dv.getInt32(o + 4, true); }
+      const d = args[i];
+      c.lo[d] = vl; c.hi[d] = vh;
+    }
+    c.th = vh;
+    if (W === 8) mem.rhi = vh;
     const s = (spLo >>> 0) + W * k; // (as spAdd)
     c.lo[4] = s | 0;
     if (W === 8 && s >= TWO32) c.hi[4] = (spHi + 1) | 0;
@@ -247,21 +257,45 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     // PUSH ×k: the first push's own first access checks the page, with the scratch the
     // instruction sets before it (a fault leaves that behind): PUSH imm's c.th; PUSH m's
     // address (operands.ts memOperand), then its read and the value's high half
-    const k0 = r.kinds[0];
+    const k0 = kinds[0];
     if (k0 === K_MEM) {
-      const ra = (base + r.args[0]) | 0;
+      const ra = (base + args[0]) | 0;
       c.eaHi = aHi; c.aLo = ra; c.aHi = aHi;
       const q = mem.readPage(ra, aHi, false, true);
       if (W === 8) { const h = q.dv.getInt32((ra & 4095) + 4, true); c.th = h; mem.rhi = h; }
     } else if (k0 === K_IMM) c.th = r.vhi[0];
     const p = mem.writePage((base - W) | 0, aHi, true);
     if (p.code !== null || p.crossIn) return 0;
+    const i32 = p.i32, dv = p.dv;
     // the journal: one record for the whole range before any store (its old bytes are the
     // members' old bytes: every write of the run lies in it, each byte written once)
     const j = mem.journal;
     if (j !== null) { const wl = (base - W * k) | 0; j.recordAt(p, wl, aHi, wl & 4095, W * k); }
-    if (W === 8) pushRun64(c, r, p, k, spLo, spHi, (base - 8) & 4095);
-    else pushRun32(c, r, p, k, spLo, base | 0, (base - 4) & 4095);
+    for (let i = 0; i < k; i++) {
+      const sp = base - W * i; // (the address; no wrap: checked above)
+      let vl: number, vh = 0;
+      switch (kinds[i]) {
+        case K_REG: {
+          const g = args[i];
+          if (g === 4) { vl = (spLo - W * i) | 0; vh = spHi; } // PUSH rSP: its value before the decrement
+          else { vl = c.lo[g]; vh = c.hi[g]; }
+          break;
+        }
+        case K_IMM: vl = r.vlo[i]; vh = r.vhi[i]; c.th = vh; break;
+        case K_SEG: vl = c.segSel[args[i]]; break;
+        default: {
+          // K_MEM: the operand's read through SS at SP + disp (operands.ts memOperand)
+          const a = sp + args[i], o = a & 4095;
+          if ((o & 3) === 0) { vl = i32[o >> 2]; if (W === 8) vh = i32[(o >> 2) + 1]; }
+          else { vl = dv.getInt32(o, true); if (W === 8) vh = dv.getInt32(o + 4, true); }
+          c.aLo = a | 0; c.aHi = aHi; c.eaHi = aHi;
+          if (W === 8) { c.th = vh; mem.rhi = vh; }
+        }
+      }
+      const o = (sp - W) & 4095;
+      if ((o & 3) === 0) { i32[o >> 2] = vl; if (W === 8) i32[(o >> 2) + 1] = vh; }
+      else { dv.setInt32(o, vl, true); if (W === 8) dv.setInt32(o + 4, vh, true); }
+    }
     c.lo[4] = (spLo - W * k) | 0; // (64-bit: no borrow from the high half, checked above)
   }
   const lastIns = insns[k - 1];
@@ -269,82 +303,4 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
   c.ripLo = lastIns.nLo; c.ripHi = lastIns.nHi;
   c.fusedRuns++;
   return k;
-}
-
-// The members' loops, one per direction and stack width (each a small loop V8 compiles on its
-// own, with the width a constant). Offsets are page offsets: every byte lies in the page `p`
-// (condition 6), the writes going down from `ow` (the first push's word), one word a member.
-
-/** POP r ×k, 64-bit: the words from page offset `o` up into the members' registers. */
-function popRun64(c: Cpu, p: Page, args: Int32Array, k: number, o: number): void {
-  const L = c.lo, H = c.hi;
-  let vh = 0;
-  if ((o & 3) === 0) {
-    const w = p.i32;
-    for (let i = 0, q = o >> 2; i < k; i++, q += 2) { const d = args[i]; L[d] = w[q]; vh = w[q + 1]; H[d] = vh; }
-  } else {
-    const dv = p.dv;
-    for (let i = 0; i < k; i++, o += 8) { const d = args[i]; L[d] = dv.getInt32(o, true); vh = dv.getInt32(o + 4, true); H[d] = vh; }
-  }
-  c.th = vh;
-  c.mem.rhi = vh;
-}
-
-/** POP r ×k, i386: the dwords from page offset `o` up, zero-extended into the members' registers. */
-function popRun32(c: Cpu, p: Page, args: Int32Array, k: number, o: number): void {
-  const L = c.lo, H = c.hi;
-  if ((o & 3) === 0) {
-    const w = p.i32;
-    for (let i = 0, q = o >> 2; i < k; i++, q++) { const d = args[i]; L[d] = w[q]; H[d] = 0; }
-  } else {
-    const dv = p.dv;
-    for (let i = 0; i < k; i++, o += 4) { const d = args[i]; L[d] = dv.getInt32(o, true); H[d] = 0; }
-  }
-  c.th = 0;
-}
-
-/** PUSH ×k, 64-bit, member i's word at page offset ow − 8i; SP before the run is (spLo, spHi). */
-function pushRun64(c: Cpu, r: StackRun, p: Page, k: number, spLo: number, spHi: number, ow: number): void {
-  const kinds = r.kinds, args = r.args, L = c.lo, H = c.hi, w = p.i32, dv = p.dv;
-  const aligned = (ow & 3) === 0;
-  for (let i = 0; i < k; i++, ow -= 8) {
-    let vl: number, vh: number;
-    const kind = kinds[i];
-    if (kind === K_REG) {
-      const g = args[i];
-      if (g === 4) { vl = (spLo - 8 * i) | 0; vh = spHi; } // PUSH rSP: its value before the decrement
-      else { vl = L[g]; vh = H[g]; }
-    } else if (kind === K_MEM) {
-      // the operand's read through SS at SP + disp (operands.ts memOperand), in the same page
-      const d = args[i], oa = ow + 8 + d;
-      if ((oa & 3) === 0) { vl = w[oa >> 2]; vh = w[(oa >> 2) + 1]; }
-      else { vl = dv.getInt32(oa, true); vh = dv.getInt32(oa + 4, true); }
-      c.aLo = (spLo - 8 * i + d) | 0; c.aHi = spHi; c.eaHi = spHi;
-      c.th = vh; c.mem.rhi = vh;
-    } else if (kind === K_IMM) { vl = r.vlo[i]; vh = r.vhi[i]; c.th = vh; }
-    else { vl = c.segSel[args[i]]; vh = 0; }
-    if (aligned) { w[ow >> 2] = vl; w[(ow >> 2) + 1] = vh; }
-    else { dv.setInt32(ow, vl, true); dv.setInt32(ow + 4, vh, true); }
-  }
-}
-
-/** PUSH ×k, i386, member i's dword at page offset ow − 4i; `lin` is SS base + ESP before the run. */
-function pushRun32(c: Cpu, r: StackRun, p: Page, k: number, spLo: number, lin: number, ow: number): void {
-  const kinds = r.kinds, args = r.args, L = c.lo, w = p.i32, dv = p.dv;
-  const aligned = (ow & 3) === 0;
-  for (let i = 0; i < k; i++, ow -= 4) {
-    let vl: number;
-    const kind = kinds[i];
-    if (kind === K_REG) {
-      const g = args[i];
-      vl = g === 4 ? (spLo - 4 * i) | 0 : L[g]; // PUSH ESP: its value before the decrement
-    } else if (kind === K_MEM) {
-      const d = args[i], oa = ow + 4 + d;
-      vl = (oa & 3) === 0 ? w[oa >> 2] : dv.getInt32(oa, true);
-      c.aLo = (lin - 4 * i + d) | 0; c.aHi = 0; c.eaHi = 0;
-    } else if (kind === K_IMM) { vl = r.vlo[i]; c.th = r.vhi[i]; }
-    else vl = c.segSel[args[i]];
-    if (aligned) w[ow >> 2] = vl;
-    else dv.setInt32(ow, vl, true);
-  }
 }
