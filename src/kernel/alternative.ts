@@ -38,7 +38,7 @@ export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures)
   desc.refs++;
   try {
     // ip = regs->ip - INT3_INSN_SIZE, as int32 halves (regs->ip = 0 gives no match, as -1 would)
-    const ipLo = regs.lo32("ip"), ipHi = regs.rhi;
+    const ipLo = regs.ipLo(), ipHi = regs.rhi;
     const s = (ipLo >>> 0) - INT3_INSN_SIZE;
     const aLo = s | 0, aHi = s < 0 ? (ipHi - 1) | 0 : ipHi;
     const t0 = desc.vec[0];
@@ -69,7 +69,7 @@ export function pokeEmulateLoc(k: Kernel, regs: PtRegs, tp: TextPokeLoc, f: Poke
     if (halves) { destOf(tp); int3EmulateCallHalves(regs, destLo, destHi); }
     else int3EmulateCall(regs, tp.addr + BigInt(tp.len) + tp.disp);
   } else if (op === JMP32_INSN_OPCODE || op === JMP8_INSN_OPCODE) {
-    if (halves) { destOf(tp); regs.setHalves("ip", destLo, destHi); } // int3_emulate_jmp(regs, ip + len + disp)
+    if (halves) { destOf(tp); regs.setIp(destLo, destHi); } // int3_emulate_jmp(regs, ip + len + disp)
     else int3EmulateJmp(regs, tp.addr + BigInt(tp.len) + tp.disp);
   } else if (op >= 0x70 && op <= 0x7f && f.jcc) int3EmulateJcc(regs, op & 0xf, tp.addr + BigInt(tp.len), tp.disp, !f.jccAnd);
   else k.report({ kind: "die", what: `BUG: poke_int3_handler cannot emulate opcode 0x${op.toString(16)}`, ip: tp.addr });

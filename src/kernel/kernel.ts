@@ -101,9 +101,17 @@ export class Kernel {
 
   /** pt_regs view of a host call's first argument. */
   regsArg(call: HostCall, i = 0): PtRegs {
-    // the first argument as int32 halves: no BigInt on the trap path
-    return i === 0 ? new PtRegs(this.m, call.argLo(0), call.argHi(0)) : new PtRegs(this.m, call.arg(i));
+    if (i !== 0) return new PtRegs(this.m, call.arg(i));
+    // the first argument as int32 halves: no BigInt on the trap path; the view of the last
+    // call again when it is at the same address (a view holds nothing but its address: every
+    // trap through one stack passes the same pt_regs, and a view need not be allocated each time)
+    const lo = call.argLo(0), hi = call.argHi(0), last = this.lastRegs;
+    if (last !== null && last.isAt(lo, hi)) return last;
+    return (this.lastRegs = new PtRegs(this.m, lo, hi));
   }
+
+  /** The view regsArg returned last (see there). */
+  private lastRegs: PtRegs | null = null;
 
   /** Ends the run with an oops or signal, as the kernel's die()/do_trap() would. */
   report(e: KernelEvent): void {

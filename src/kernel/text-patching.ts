@@ -34,7 +34,7 @@ export function int3EmulatePop(regs: PtRegs): bigint {
 /** int3_emulate_call — text-patching.h v5.2: push(ip - INT3_INSN_SIZE + CALL_INSN_SIZE); jmp(func). */
 export function int3EmulateCall(regs: PtRegs, func: bigint): void {
   // the return address in int32 halves: ip - 1 + 5, wrapping at the word size
-  const ipLo = regs.lo32("ip"), ipHi = regs.rhi;
+  const ipLo = regs.ipLo(), ipHi = regs.rhi;
   const s = (ipLo >>> 0) - INT3_INSN_SIZE + CALL_INSN_SIZE;
   pushHalves(regs, s | 0, regs.word === 8 ? (ipHi + (s >= TWO32 ? 1 : 0)) | 0 : 0);
   int3EmulateJmp(regs, func);
@@ -42,16 +42,16 @@ export function int3EmulateCall(regs: PtRegs, func: bigint): void {
 
 /** int3_emulate_call with the target as int32 halves (hi ignored on 32-bit): the same push and `regs->ip = func`. */
 export function int3EmulateCallHalves(regs: PtRegs, funcLo: number, funcHi: number): void {
-  const ipLo = regs.lo32("ip"), ipHi = regs.rhi;
+  const ipLo = regs.ipLo(), ipHi = regs.rhi;
   const s = (ipLo >>> 0) - INT3_INSN_SIZE + CALL_INSN_SIZE;
   pushHalves(regs, s | 0, regs.word === 8 ? (ipHi + (s >= TWO32 ? 1 : 0)) | 0 : 0);
-  regs.setHalves("ip", funcLo, funcHi);
+  regs.setIp(funcLo, funcHi);
 }
 
 /** int3_emulate_ret — text-patching.h v5.10: jmp(pop()). */
 export function int3EmulateRet(regs: PtRegs): void {
   const lo = popHalves(regs);
-  regs.setHalves("ip", lo, popHi);
+  regs.setIp(lo, popHi);
 }
 
 /** jcc_mask in text-patching.h v6.2: OF, CF, ZF, CF|ZF, SF, PF for cc >> 1 < 6. */
@@ -82,15 +82,15 @@ const TWO32 = 4294967296;
 /** The push of int3_emulate_push on int32 halves: regs->sp -= word, then the store at the new sp. */
 function pushHalves(regs: PtRegs, vlo: number, vhi: number): void {
   const mem = regs.m.mem;
-  const spLo = regs.lo32("sp"), spHi = regs.rhi;
+  const spLo = regs.spLo(), spHi = regs.rhi;
   if (regs.word === 8) {
     const s = (spLo >>> 0) - 8;
     const nLo = s | 0, nHi = s < 0 ? (spHi - 1) | 0 : spHi;
-    regs.setHalves("sp", nLo, nHi);
+    regs.setSp(nLo, nHi);
     mem.write64(nLo, nHi, vlo, vhi);
   } else {
     const nLo = (spLo - 4) | 0;
-    regs.setHalves("sp", nLo, 0);
+    regs.setSp(nLo, 0);
     mem.write32(nLo, 0, vlo);
   }
 }
@@ -101,17 +101,17 @@ let popHi = 0;
 /** The pop of int3_emulate_pop on int32 halves: the word at regs->sp (low half returned, high in popHi), then regs->sp += word. */
 function popHalves(regs: PtRegs): number {
   const mem = regs.m.mem;
-  const spLo = regs.lo32("sp"), spHi = regs.rhi;
+  const spLo = regs.spLo(), spHi = regs.rhi;
   if (regs.word === 8) {
     const v = mem.read64(spLo, spHi);
     popHi = mem.rhi;
     const s = (spLo >>> 0) + 8;
-    regs.setHalves("sp", s | 0, (spHi + (s >= TWO32 ? 1 : 0)) | 0);
+    regs.setSp(s | 0, (spHi + (s >= TWO32 ? 1 : 0)) | 0);
     return v;
   }
   const v = mem.read32(spLo, 0);
   popHi = 0;
-  regs.setHalves("sp", (spLo + 4) | 0, 0);
+  regs.setSp((spLo + 4) | 0, 0);
   return v;
 }
 

@@ -87,7 +87,11 @@ function frameAtOnce(c: Cpu, a: number, sHi: number, image: number, ripLo: numbe
   const p = mem.writePage((a - 8) | 0, sHi, true);
   if (p.code !== null || p.crossIn) return false;
   const lo = low | 0, o = lo & 4095;
-  if (mem.journal !== null) mem.journal.recordAt(p, lo, sHi, o, 8 * n);
+  // the journal: the words from the top down, as the pushes would record them — one entry (a
+  // run) that the entry stub's first push (`push $-1`, ORIG_RAX) then extends, where one
+  // record of the whole frame would copy its bytes one by one and end the run
+  const j = mem.journal;
+  if (j !== null) for (let t = 8 * n - 8; t >= 0; t -= 8) j.recordAt(p, (lo + t) | 0, sHi, o + t, 8);
   const w = p.i32;
   const q = (o >> 2) + 2 * n; // (one past the word at aligned - 8, in int32s)
   w[q - 2] = c.ss; w[q - 1] = 0;

@@ -11,8 +11,9 @@ import { compileEa, gpr } from "./operands.js";
  * semantics are the generic path's: the same address (operands.ts compileEa: segment base in
  * 32-bit mode, SS for ESP/EBP bases, the carry into the high half in 64-bit mode), the same
  * access (size, SS-relative or not: the fault is the same), the same scratch it leaves
- * (c.aLo/c.aHi/c.eaHi after a load, c.th as the operand read leaves it). 64-bit base + disp
- * addresses are computed inline; every other shape uses compileEa's closure.
+ * (c.aLo/c.aHi/c.eaHi after a load, c.th as the operand read leaves it). Base + disp addresses
+ * (64-bit: with the carry; i386: through the segment) are computed inline; every other shape
+ * uses compileEa's closure.
  */
 export function compileMovFast(ins: Instruction, bits: number): Exec | undefined {
   if (ins.mnemonic !== Mnemonic.Mov || ins.opCount !== 2) return undefined;
@@ -38,6 +39,14 @@ export function compileMovFast(ins: Instruction, bits: number): Exec | undefined
     }
     if (load) return (c) => { const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0, a = s | 0; c.eaHi = h; c.aLo = a; c.aHi = h; c.lo[r] = c.mem.read32(a, h, stack); c.hi[r] = 0; };
     return (c) => { const v = c.lo[r], s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0; c.eaHi = h; c.mem.write32(s | 0, h, v, stack); };
+  }
+  if (bits === 32 && b >= 0) {
+    // i386 base + disp: the linear address through the operand's segment (its base, and the
+    // high half a null segment carries), as compileEa's segmentedEa, without its call
+    const sr = ins.memorySegment, s = sr >= Register.ES && sr <= Register.GS ? sr - Register.ES : 3; // (as operands.ts segNumber)
+    const dLo = Number(BigInt.asUintN(32, ins.memoryDisplacement));
+    if (load) return (c) => { const h = c.segHi[s], a = (c.lo[b] + dLo + c.segBase[s]) | 0; c.eaHi = h; c.aLo = a; c.aHi = h; c.lo[r] = c.mem.read32(a, h, stack); c.hi[r] = 0; };
+    return (c) => { const v = c.lo[r], h = c.segHi[s]; c.eaHi = h; c.mem.write32((c.lo[b] + dLo + c.segBase[s]) | 0, h, v, stack); };
   }
   // every other shape through compileEa's closure (32-bit: the linear address through the segment's base)
   if (size === 8) return load ? load64(r, ea, stack) : store64(r, ea, stack);

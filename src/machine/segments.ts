@@ -72,6 +72,16 @@ export function fetchDescriptor(c: Cpu, sel: number): boolean {
     c.dLo = w[0]; c.dHi = w[1];
     return true;
   }
+  // Both dwords with one page look-up when nothing can tell it from the two reads: a
+  // supervisor access already (no privilege switch), no read watch, the 8 bytes in one page
+  // (the second read would find the page the first one did, with the same checks).
+  const lin = (base + off) | 0, mem = c.mem;
+  if (mem.user === false && mem.readWatch === null && (lin & 4095) <= 4088) {
+    const dv = mem.readPage(lin, 0, false, false).dv, o = lin & 4095;
+    c.dLo = dv.getInt32(o, true);
+    c.dHi = dv.getInt32(o + 4, true);
+    return true;
+  }
   c.dLo = sysRead32(c, base + off);
   c.dHi = sysRead32(c, base + off + 4);
   return true;
