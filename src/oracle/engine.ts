@@ -2,7 +2,7 @@ import { Int3bedError } from "../errors.js";
 import type { Cpu } from "../machine/cpu.js";
 import { Journal } from "../machine/journal.js";
 import type { Machine } from "../machine/machine.js";
-import { type CpuState, diffCpu, diffMemory, loadCpu, type MachineSnapshot, type MemoryDiff, type RegisterDiff, saveSegments, SEG_STATE_LEN, type StateDiff } from "../machine/state.js";
+import { copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, type MachineSnapshot, type MemoryDiff, type RegisterDiff, saveSegments, SEG_STATE_LEN, type StateDiff } from "../machine/state.js";
 import { type Bench, COOKIE } from "./emulation.js";
 import { diffRuns, type KeyRanges, remaps, SegmentBuffer } from "./segment.js";
 
@@ -17,7 +17,7 @@ class CpuBuffer implements CpuState {
 
   save(c: Cpu): void {
     this.bits = c.bits;
-    this.lo.set(c.lo); this.hi.set(c.hi);
+    copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi);
     this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
     if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; } // only when the segment state changed
   }
@@ -278,9 +278,13 @@ function sameRegs(a: CpuState, b: CpuState): boolean {
   const wide = a.bits === 64;
   if (wide && a.ripHi !== b.ripHi) return false;
   if (a.segGen === undefined || a.segGen !== b.segGen) for (let i = 0; i < SEG_STATE_LEN; i++) if (a.seg[i] !== b.seg[i]) return false;
-  const alo = a.lo, blo = b.lo, ahi = a.hi, bhi = b.hi;
-  let d = 0;
-  if (wide) for (let i = 0; i < 16; i++) d |= (alo[i] ^ blo[i]) | (ahi[i] ^ bhi[i]);
-  else for (let i = 0; i < 8; i++) d |= alo[i] ^ blo[i];
-  return d === 0;
+  // unrolled (see copyRegs): the engine's buffers hold 16 of each
+  const x = a.lo, y = b.lo;
+  const dl = (x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5]) | (x[6] ^ y[6]) | (x[7] ^ y[7]);
+  if (!wide) return dl === 0;
+  const u = a.hi, v = b.hi;
+  const dh = (x[8] ^ y[8]) | (x[9] ^ y[9]) | (x[10] ^ y[10]) | (x[11] ^ y[11]) | (x[12] ^ y[12]) | (x[13] ^ y[13]) | (x[14] ^ y[14]) | (x[15] ^ y[15]) |
+    (u[0] ^ v[0]) | (u[1] ^ v[1]) | (u[2] ^ v[2]) | (u[3] ^ v[3]) | (u[4] ^ v[4]) | (u[5] ^ v[5]) | (u[6] ^ v[6]) | (u[7] ^ v[7]) |
+    (u[8] ^ v[8]) | (u[9] ^ v[9]) | (u[10] ^ v[10]) | (u[11] ^ v[11]) | (u[12] ^ v[12]) | (u[13] ^ v[13]) | (u[14] ^ v[14]) | (u[15] ^ v[15]);
+  return (dl | dh) === 0;
 }
