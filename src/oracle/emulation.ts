@@ -4,7 +4,7 @@ import { LAYOUT_32, LAYOUT_64 } from "../kernel/layout.js";
 import { F } from "../machine/flags.js";
 import type { MachineSnapshot, StateDiff } from "../machine/state.js";
 import { Int3bedError } from "../errors.js";
-import { type Engine, engineOf, startCase } from "./engine.js";
+import { engineOf, startCase } from "./engine.js";
 import type { RunResult } from "../machine/events.js";
 import type { Kernel, KernelEvent, TextPokeLoc } from "../kernel/kernel.js";
 import type { PatchKind, Variant } from "../kernel/variant.js";
@@ -154,46 +154,18 @@ export interface LoadedCase extends CaseLayout {
 export function layCase(b: Bench, c: EmuCase): CaseLayout {
   const { k, variant } = b;
   const m = k.m, mem = m.mem, cpu = m.cpu;
-  const L = k.L;
   const wide = m.bits === 64;
-  const e = engineFor(b);
-  resetKernel(k);
+  // The case's own data first, all of it at once: a case drawn long ago is out of the caches
+  // (the bench cycles through 2,000), and reads issued together wait for memory together
+  // rather than one after another between the page work below.
+  const kind = c.kind, regs = c.regs, stackBytes = c.stackBytes, spOffset = c.spOffset;
   const fentry = variant.sites === "ftrace" && c.trampoline !== true;
   const target = fentry ? k.addr("ftrace_regs_caller") : c.target;
-  const len = insnLength(c.kind);
   SLOT64[0] = c.site;
   const sLo = SLOT32[0], sHi = wide ? SLOT32[1] : 0;
   SLOT64[0] = target;
   const tLo = SLOT32[0], tHi = wide ? SLOT32[1] : 0;
-  // the site's page, and the next when the bytes laid there (instruction + HLT) run into it;
-  // the same for the target (a run that strays past them takes #PF there instead of running
-  // zeros to the step limit: unequal to the real run either way)
-  const sKey = pageKey(sLo, sHi);
-  mem.mapPage(sKey, Perm.R | Perm.X);
-  if ((sLo & 4095) + len + 1 > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
-  if (!e.cookieMapped) mem.mapPage(wide ? COOKIE_PAGE_64 : COOKIE_PAGE_32, Perm.R | Perm.W);
-  if (!fentry) {
-    const tKey = pageKey(tLo, tHi);
-    const code = c.kind !== "call" ? HLT : wide ? CALLEE_64 : CALLEE_32;
-    const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
-    const spill = (tLo & 4095) + code.length > 4096;
-    if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
-    // on a page mapped just now (zero: the journal keeps no copy), unless it runs into the next
-    mem.loadAt(tLo, tHi, code, code.length, fresh && !spill);
-  }
-  mem.loadAt(sLo, sHi, SITE_BYTES, realBytesHltInto(SITE_BYTES, c.kind, len, c.cc, sLo, tLo));
-  const task = c.stack === "task";
-  const stackBase = task ? L.stack : L.irqStack;
-  const bLo = wide ? (task ? STACK_LO_64 : IRQ_LO_64) : task ? STACK_LO_32 : IRQ_LO_32, bHi = wide ? (task ? STACK_HI_64 : IRQ_HI_64) : 0;
-  // Random contents in a window around the interrupted SP (frames, gap, callee, and what a
-  // RET pops); the rest of the stack keeps the pristine zeros. Cheaper than the whole stack.
-  const lo = Math.max(0, c.spOffset - 1024), hi = Math.min(L.threadSize, c.spOffset + 256);
-  const wLo = (bLo >>> 0) + lo, wl = wLo | 0, wh = (bHi + (wLo >= TWO32 ? 1 : 0)) | 0;
-  const wEnd = wLo + (hi - lo) - 1, k0 = pageKey(wl, wh), k1 = pageKey(wEnd | 0, (bHi + (wEnd >= TWO32 ? 1 : 0)) | 0);
-  // the window's old bytes are the pristine zeros right after a reset: the journal keeps no copy
-  mem.fillAt(wl, wh, hi - lo, c.stackBytes, hi > lo && e.pristineZero(k0, k1));
   // registers through a 64-bit typed-array slot: the halves without BigInt arithmetic
-  const regs = c.regs;
   const clo = cpu.lo, chi = cpu.hi;
   if (wide && regs.length >= 16) setRegs64(clo, chi, regs);
   else if (!wide && regs.length >= 8) setRegs32(clo, chi, regs);
@@ -206,18 +178,49 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
       chi[i] = wide ? SLOT32[1] : 0;
     }
   }
-  const spA = (bLo >>> 0) + c.spOffset;
+  const L = k.L;
+  const e = engineOf(b);
+  resetKernel(k);
+  const len = insnLength(kind);
+  // the site's page, and the next when the bytes laid there (instruction + HLT) run into it;
+  // the same for the target (a run that strays past them takes #PF there instead of running
+  // zeros to the step limit: unequal to the real run either way)
+  const sKey = pageKey(sLo, sHi);
+  mem.mapPage(sKey, Perm.R | Perm.X);
+  if ((sLo & 4095) + len + 1 > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
+  if (!e.cookieMapped) mem.mapPage(wide ? COOKIE_PAGE_64 : COOKIE_PAGE_32, Perm.R | Perm.W);
+  if (!fentry) {
+    const tKey = pageKey(tLo, tHi);
+    const code = kind !== "call" ? HLT : wide ? CALLEE_64 : CALLEE_32;
+    const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
+    const spill = (tLo & 4095) + code.length > 4096;
+    if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
+    // on a page mapped just now (zero: the journal keeps no copy), unless it runs into the next
+    mem.loadAt(tLo, tHi, code, code.length, fresh && !spill);
+  }
+  mem.loadAt(sLo, sHi, SITE_BYTES, realBytesHltInto(SITE_BYTES, kind, len, c.cc, sLo, tLo));
+  const task = c.stack === "task";
+  const stackBase = task ? L.stack : L.irqStack;
+  const bLo = wide ? (task ? STACK_LO_64 : IRQ_LO_64) : task ? STACK_LO_32 : IRQ_LO_32, bHi = wide ? (task ? STACK_HI_64 : IRQ_HI_64) : 0;
+  // Random contents in a window around the interrupted SP (frames, gap, callee, and what a
+  // RET pops); the rest of the stack keeps the pristine zeros. Cheaper than the whole stack.
+  const lo = Math.max(0, spOffset - 1024), hi = Math.min(L.threadSize, spOffset + 256);
+  const wLo = (bLo >>> 0) + lo, wl = wLo | 0, wh = (bHi + (wLo >= TWO32 ? 1 : 0)) | 0;
+  const wEnd = wLo + (hi - lo) - 1, k0 = pageKey(wl, wh), k1 = pageKey(wEnd | 0, (bHi + (wEnd >= TWO32 ? 1 : 0)) | 0);
+  // the window's old bytes are the pristine zeros right after a reset: the journal keeps no copy
+  mem.fillAt(wl, wh, hi - lo, stackBytes, hi > lo && e.pristineZero(k0, k1));
+  const spA = (bLo >>> 0) + spOffset;
   const spLo = spA | 0, spHi = wide ? (bHi + (spA >= TWO32 ? 1 : 0)) | 0 : 0;
   clo[4] = spLo;
   chi[4] = spHi;
-  if (c.kind === "ret") {
+  if (kind === "ret") {
     if (wide) mem.write64(spLo, spHi, tLo, tHi);
     else mem.write32(spLo, 0, tLo);
   }
   cpu.ripLo = sLo;
   cpu.ripHi = sHi;
   cpu.flags = 0x2 | (c.flags & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF)) | (c.ifOn ? F.IF : 0);
-  return new Layout(target, len, stackBase, c.spOffset, sLo, sHi, tLo, tHi);
+  return new Layout(target, len, stackBase, spOffset, sLo, sHi, tLo, tHi);
 }
 
 /**
@@ -226,28 +229,25 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
  * registers in the same order, modulo 2^64 as the slot stores them.
  */
 function setRegs64(lo: Int32Array, hi: Int32Array, r: readonly bigint[]): void {
-  put64(lo, hi, 0, r[0]); put64(lo, hi, 1, r[1]); put64(lo, hi, 2, r[2]); put64(lo, hi, 3, r[3]);
-  put64(lo, hi, 5, r[5]); put64(lo, hi, 6, r[6]); put64(lo, hi, 7, r[7]); put64(lo, hi, 8, r[8]);
-  put64(lo, hi, 9, r[9]); put64(lo, hi, 10, r[10]); put64(lo, hi, 11, r[11]); put64(lo, hi, 12, r[12]);
-  put64(lo, hi, 13, r[13]); put64(lo, hi, 14, r[14]); put64(lo, hi, 15, r[15]);
+  // (written out: helper calls past layCase's inlining budget stay calls)
+  const S = SLOT64, H = SLOT32;
+  S[0] = r[0]; lo[0] = H[0]; hi[0] = H[1]; S[0] = r[1]; lo[1] = H[0]; hi[1] = H[1];
+  S[0] = r[2]; lo[2] = H[0]; hi[2] = H[1]; S[0] = r[3]; lo[3] = H[0]; hi[3] = H[1];
+  S[0] = r[5]; lo[5] = H[0]; hi[5] = H[1]; S[0] = r[6]; lo[6] = H[0]; hi[6] = H[1];
+  S[0] = r[7]; lo[7] = H[0]; hi[7] = H[1]; S[0] = r[8]; lo[8] = H[0]; hi[8] = H[1];
+  S[0] = r[9]; lo[9] = H[0]; hi[9] = H[1]; S[0] = r[10]; lo[10] = H[0]; hi[10] = H[1];
+  S[0] = r[11]; lo[11] = H[0]; hi[11] = H[1]; S[0] = r[12]; lo[12] = H[0]; hi[12] = H[1];
+  S[0] = r[13]; lo[13] = H[0]; hi[13] = H[1]; S[0] = r[14]; lo[14] = H[0]; hi[14] = H[1];
+  S[0] = r[15]; lo[15] = H[0]; hi[15] = H[1];
 }
 
 /** The same for the 8 registers of a 32-bit CPU but ESP (high halves 0). */
 function setRegs32(lo: Int32Array, hi: Int32Array, r: readonly bigint[]): void {
-  put32(lo, hi, 0, r[0]); put32(lo, hi, 1, r[1]); put32(lo, hi, 2, r[2]); put32(lo, hi, 3, r[3]);
-  put32(lo, hi, 5, r[5]); put32(lo, hi, 6, r[6]); put32(lo, hi, 7, r[7]);
-}
-
-function put64(lo: Int32Array, hi: Int32Array, i: number, v: bigint): void { SLOT64[0] = v; lo[i] = SLOT32[0]; hi[i] = SLOT32[1]; }
-function put32(lo: Int32Array, hi: Int32Array, i: number, v: bigint): void { SLOT64[0] = v; lo[i] = SLOT32[0]; hi[i] = 0; }
-
-/** The last Bench laid out and its engine (engineOf is a WeakMap look-up; a run of cases uses one Bench). */
-let lastBench: Bench | null = null;
-let lastEngine: Engine | null = null;
-
-function engineFor(b: Bench): Engine {
-  if (b !== lastBench || lastEngine === null) { lastEngine = engineOf(b); lastBench = b; }
-  return lastEngine;
+  const S = SLOT64, H = SLOT32;
+  S[0] = r[0]; lo[0] = H[0]; hi[0] = 0; S[0] = r[1]; lo[1] = H[0]; hi[1] = 0;
+  S[0] = r[2]; lo[2] = H[0]; hi[2] = 0; S[0] = r[3]; lo[3] = H[0]; hi[3] = 0;
+  S[0] = r[5]; lo[5] = H[0]; hi[5] = 0; S[0] = r[6]; lo[6] = H[0]; hi[6] = 0;
+  S[0] = r[7]; lo[7] = H[0]; hi[7] = 0;
 }
 
 /** A CaseLayout with the target's int32 halves too; `sp` is made when read. */

@@ -242,14 +242,19 @@ function keyOf(a: bigint): number {
 }
 
 const engines = new WeakMap<Bench, Engine>();
+/** The last Bench asked for and its engine (a WeakMap look-up per case otherwise; a run of cases uses one Bench). */
+let lastBench: Bench | null = null;
+let lastEngine: Engine | null = null;
 
 /** The engine of a Bench. */
 export function engineOf(b: Bench): Engine {
+  if (b === lastBench && lastEngine !== null) return lastEngine;
   let e = engines.get(b);
   if (e === undefined) {
     e = new Engine(b);
     engines.set(b, e);
   }
+  lastBench = b; lastEngine = e;
   return e;
 }
 
