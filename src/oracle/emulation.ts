@@ -152,6 +152,11 @@ export interface LoadedCase extends CaseLayout {
  * (CALL) or HLT; registers, flags and the stack as drawn.
  */
 export function layCase(b: Bench, c: EmuCase): CaseLayout {
+  return layCaseInto(b, c, new Layout());
+}
+
+/** layCase into `out` (runEmuCase reuses one: nothing keeps its layout past the check). */
+function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   const { k, variant } = b;
   const m = k.m, mem = m.mem, cpu = m.cpu;
   const wide = m.bits === 64;
@@ -220,7 +225,7 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   cpu.ripLo = sLo;
   cpu.ripHi = sHi;
   cpu.flags = 0x2 | (c.flags & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF)) | (c.ifOn ? F.IF : 0);
-  return new Layout(target, len, stackBase, spOffset, sLo, sHi, tLo, tHi);
+  return out.set(target, len, stackBase, spOffset, sLo, sHi, tLo, tHi);
 }
 
 /**
@@ -252,12 +257,19 @@ function setRegs32(lo: Int32Array, hi: Int32Array, r: readonly bigint[]): void {
 
 /** A CaseLayout with the target's int32 halves too; `sp` is made when read. */
 class Layout implements CaseLayout {
-  constructor(
-    readonly target: bigint, readonly len: number, readonly stackBase: bigint, private readonly spOffset: number,
-    readonly siteLo: number, readonly siteHi: number, readonly targetLo: number, readonly targetHi: number,
-  ) {}
+  target = 0n; len = 0; stackBase = 0n; private spOffset = 0;
+  siteLo = 0; siteHi = 0; targetLo = 0; targetHi = 0;
   get sp(): bigint { return this.stackBase + BigInt(this.spOffset); }
+
+  set(target: bigint, len: number, stackBase: bigint, spOffset: number, siteLo: number, siteHi: number, targetLo: number, targetHi: number): this {
+    this.target = target; this.len = len; this.stackBase = stackBase; this.spOffset = spOffset;
+    this.siteLo = siteLo; this.siteHi = siteHi; this.targetLo = targetLo; this.targetHi = targetHi;
+    return this;
+  }
 }
+
+/** runEmuCase's layout (armSite and the diff read it; the result keeps only the target). */
+const RUN_LAYOUT = new Layout();
 
 /** The bytes laid at the site (reused: loadAt copies them). */
 const SITE_BYTES: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
@@ -364,7 +376,7 @@ function dispOf(bits: 32 | 64, lc: CaseLayout, sLo: number, sHi: number): bigint
 
 const INT3 = [0xcc];
 /** How far each run of a case may go. */
-const RUN = Object.freeze({ maxSteps: 500 });
+const RUN_STEPS = 500;
 /** The events of a run that reported none (shared, frozen: results' event lists are read-only). */
 const NO_EVENTS: readonly KernelEvent[] = Object.freeze([]);
 const OPCODE: Record<PatchKind, number> = { call: 0xe8, jmp32: 0xe9, jmp8: 0xeb, nop2: 0xeb, nop5: 0xe9, ret: 0xc3, jcc8: 0x70, jcc32: 0x70 };
@@ -384,13 +396,15 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   const { k } = b;
   const m = k.m;
   const e = startCase(b);
-  const lc = layCase(b, c);
+  const lc = layCaseInto(b, c, RUN_LAYOUT);
   e.laidOut();
-  const realRun = m.run(RUN);
+  // (CPU 0's run as Machine.run makes it, without its option checks)
+  const cpu = m.cpus[0];
+  const realRun = cpu.run(RUN_STEPS);
   const realEvents = k.events.length === 0 ? NO_EVENTS : k.events.slice();
   e.realDone();
   armSite(b, c, lc);
-  const emuRun = m.run(RUN);
+  const emuRun = cpu.run(RUN_STEPS);
   const emulatedEvents = k.events.length === 0 ? NO_EVENTS : k.events.slice();
   e.emulatedDone();
   const diff = e.diff(lc.stackBase, c.site, lc.siteLo ?? 0, lc.siteHi ?? 0);
