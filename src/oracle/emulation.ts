@@ -5,6 +5,7 @@ import { F } from "../machine/flags.js";
 import type { MachineSnapshot, StateDiff } from "../machine/state.js";
 import { Int3bedError } from "../errors.js";
 import { engineOf, startCase } from "./engine.js";
+import { setCaseRegs } from "./case-regs.js";
 import type { RunResult } from "../machine/events.js";
 import type { Kernel, KernelEvent, TextPokeLoc } from "../kernel/kernel.js";
 import type { PatchKind, Variant } from "../kernel/variant.js";
@@ -170,19 +171,8 @@ function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   const sLo = SLOT32[0], sHi = wide ? SLOT32[1] : 0;
   SLOT64[0] = target;
   const tLo = SLOT32[0], tHi = wide ? SLOT32[1] : 0;
-  // registers through a 64-bit typed-array slot: the halves without BigInt arithmetic
   const clo = cpu.lo, chi = cpu.hi;
-  if (wide && regs.length >= 16) setRegs64(clo, chi, regs);
-  else if (!wide && regs.length >= 8) setRegs32(clo, chi, regs);
-  else {
-    const n = Math.min(wide ? 16 : 8, regs.length);
-    for (let i = 0; i < n; i++) {
-      if (i === 4) continue;
-      SLOT64[0] = regs[i];
-      clo[i] = SLOT32[0];
-      chi[i] = wide ? SLOT32[1] : 0;
-    }
-  }
+  setCaseRegs(clo, chi, regs, wide);
   const L = k.L;
   const e = engineOf(b);
   resetKernel(k);
@@ -226,33 +216,6 @@ function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   cpu.ripHi = sHi;
   cpu.flags = 0x2 | (c.flags & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF)) | (c.ifOn ? F.IF : 0);
   return out.set(target, len, stackBase, spOffset, sLo, sHi, tLo, tHi);
-}
-
-/**
- * The loop above for all 16 registers but RSP, unrolled (a loop over typed arrays reloads
- * their length and data pointer per access in this V8: about twice the cost). The same
- * registers in the same order, modulo 2^64 as the slot stores them.
- */
-function setRegs64(lo: Int32Array, hi: Int32Array, r: readonly bigint[]): void {
-  // (written out: helper calls past layCase's inlining budget stay calls)
-  const S = SLOT64, H = SLOT32;
-  S[0] = r[0]; lo[0] = H[0]; hi[0] = H[1]; S[0] = r[1]; lo[1] = H[0]; hi[1] = H[1];
-  S[0] = r[2]; lo[2] = H[0]; hi[2] = H[1]; S[0] = r[3]; lo[3] = H[0]; hi[3] = H[1];
-  S[0] = r[5]; lo[5] = H[0]; hi[5] = H[1]; S[0] = r[6]; lo[6] = H[0]; hi[6] = H[1];
-  S[0] = r[7]; lo[7] = H[0]; hi[7] = H[1]; S[0] = r[8]; lo[8] = H[0]; hi[8] = H[1];
-  S[0] = r[9]; lo[9] = H[0]; hi[9] = H[1]; S[0] = r[10]; lo[10] = H[0]; hi[10] = H[1];
-  S[0] = r[11]; lo[11] = H[0]; hi[11] = H[1]; S[0] = r[12]; lo[12] = H[0]; hi[12] = H[1];
-  S[0] = r[13]; lo[13] = H[0]; hi[13] = H[1]; S[0] = r[14]; lo[14] = H[0]; hi[14] = H[1];
-  S[0] = r[15]; lo[15] = H[0]; hi[15] = H[1];
-}
-
-/** The same for the 8 registers of a 32-bit CPU but ESP (high halves 0). */
-function setRegs32(lo: Int32Array, hi: Int32Array, r: readonly bigint[]): void {
-  const S = SLOT64, H = SLOT32;
-  S[0] = r[0]; lo[0] = H[0]; hi[0] = 0; S[0] = r[1]; lo[1] = H[0]; hi[1] = 0;
-  S[0] = r[2]; lo[2] = H[0]; hi[2] = 0; S[0] = r[3]; lo[3] = H[0]; hi[3] = 0;
-  S[0] = r[5]; lo[5] = H[0]; hi[5] = 0; S[0] = r[6]; lo[6] = H[0]; hi[6] = 0;
-  S[0] = r[7]; lo[7] = H[0]; hi[7] = 0;
 }
 
 /** A CaseLayout with the target's int32 halves too; `sp` is made when read. */

@@ -278,7 +278,7 @@ function cpuDiff(a: readonly CpuState[], b: readonly CpuState[]): RegisterDiff[]
 }
 
 /** What diffCpu compares: the GPRs (64-bit: both halves), RIP, RFLAGS, the segment state (selectors, hidden parts, GDTR/LDTR). */
-function sameRegs(a: CpuState, b: CpuState): boolean {
+export function sameRegs(a: CpuState, b: CpuState): boolean {
   if (a.bits !== b.bits || a.flags !== b.flags || a.cs !== b.cs || a.ss !== b.ss || a.ripLo !== b.ripLo) return false;
   const wide = a.bits === 64;
   if (wide && a.ripHi !== b.ripHi) return false;
