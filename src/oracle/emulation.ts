@@ -126,9 +126,13 @@ export function resetKernel(k: Kernel): void {
   k.ftraceUpdateFunc = 0n;
   k.ftraceUpdateFuncCall = 0n;
   k.bpPatchingInProgress = false;
-  if (k.bpDesc.refs !== 0 || k.bpDesc.vec.length !== 0) k.bpDesc = { vec: [], refs: 0 }; // (an empty one is never written: poke_int3_handler takes no reference on it)
+  // (an empty one is never written: poke_int3_handler takes no reference on it; so one is
+  // shared while it stays empty and unreferenced)
+  if (k.bpDesc.refs !== 0 || k.bpDesc.vec.length !== 0) k.bpDesc = EMPTY_DESC.refs === 0 && EMPTY_DESC.vec.length === 0 ? EMPTY_DESC : { vec: [], refs: 0 };
   if (k.dieNotifiers.length !== 0) k.dieNotifiers.length = 0;
 }
+
+const EMPTY_DESC: { vec: TextPokeLoc[]; refs: number } = { vec: [], refs: 0 };
 
 /** Where a laid-out case put things. */
 export interface CaseLayout {
@@ -307,16 +311,20 @@ export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
     const opcode = OPCODE[c.kind] | (c.kind === "jcc8" || c.kind === "jcc32" ? c.cc : 0);
     // the site's int32 halves too: do_int3 finds it without BigInt
     const exact = c.site >= 0n && (m.bits === 64 ? c.site < TWO64 : c.site < TWO32N); // (else the halves would name another address)
-    let loc: TextPokeLoc;
+    // the engine's own batch of one, refilled (a case's kernel state: nothing keeps it past the case)
+    const e = engineOf(b), loc = e.armedLoc, desc = e.armedDesc;
+    loc.addr = c.site; loc.len = lc.len; loc.opcode = opcode;
     if (exact) {
       SLOT64[0] = c.site; // (no BigInt phi into the store: Node 20's TurboFan, see ops-flow.ts nearTarget)
       const aLo = SLOT32[0], aHi = m.bits === 64 ? SLOT32[1] : 0;
-      loc = { addr: c.site, len: lc.len, opcode, disp: noDisp ? 0n : dispOf(m.bits, lc, aLo, aHi), addrLo: aLo, addrHi: aHi };
+      loc.disp = noDisp ? 0n : dispOf(m.bits, lc, aLo, aHi); loc.addrLo = aLo; loc.addrHi = aHi;
     } else {
-      const disp = noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len)));
-      loc = { addr: c.site, len: lc.len, opcode, disp };
+      loc.disp = noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len)));
+      loc.addrLo = undefined; loc.addrHi = undefined;
     }
-    k.bpDesc = { vec: [loc], refs: 1 };
+    if (desc.vec.length !== 1 || desc.vec[0] !== loc) desc.vec = [loc]; // (something changed the batch)
+    desc.refs = 1;
+    k.bpDesc = desc;
   }
 }
 

@@ -1,6 +1,7 @@
 import { Int3bedError } from "../errors.js";
 import type { Cpu } from "../machine/cpu.js";
 import { Journal } from "../machine/journal.js";
+import type { TextPokeLoc } from "../kernel/kernel.js";
 import type { Machine } from "../machine/machine.js";
 import { copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, type MachineSnapshot, type MemoryDiff, type RegisterDiff, saveSegments, SEG_STATE_LEN, type StateDiff } from "../machine/state.js";
 import { type Bench, COOKIE } from "./emulation.js";
@@ -29,6 +30,12 @@ class CpuBuffer implements CpuState {
   }
 }
 
+/** A TextPokeLoc armSite refills per case. */
+export class ArmedLoc implements TextPokeLoc {
+  addr = 0n; len = 0; opcode = 0; disp = 0n;
+  addrLo: number | undefined = 0; addrHi: number | undefined = 0;
+}
+
 /** Which of the engine's recorded states a snapshot is built from. */
 export type Phase = "before" | "real" | "emulated";
 
@@ -53,6 +60,9 @@ export class Engine {
   /** The journal position after the layout (where both runs start), and after the emulated run. */
   loadedMark = 0;
   private emuEnd = -1;
+  /** armSite's text_poke_bp batch of one (refilled per case). */
+  readonly armedLoc = new ArmedLoc();
+  readonly armedDesc: { vec: TextPokeLoc[]; refs: number } = { vec: [this.armedLoc], refs: 0 };
   /** Ignored ranges of the current diff (reused). */
   private readonly ignore: KeyRanges = [];
 
