@@ -118,7 +118,8 @@ export function prepare(v: Variant): Bench {
   return { variant: v, k, pristine: k.m.snapshot() };
 }
 
-export function resetKernel(k: Kernel): void {
+/** `empty`: a bp_desc to reuse while it stays empty and unreferenced (the engine's, one per kernel). */
+export function resetKernel(k: Kernel, empty?: { vec: TextPokeLoc[]; refs: number }): void {
   // (setting an array's length is a slow runtime call in V8 even when it is already 0)
   if (k.events.length !== 0) k.events.length = 0;
   if (k.ftraceRecords.size > 0) k.ftraceRecords.clear();
@@ -126,13 +127,10 @@ export function resetKernel(k: Kernel): void {
   k.ftraceUpdateFunc = 0n;
   k.ftraceUpdateFuncCall = 0n;
   k.bpPatchingInProgress = false;
-  // (an empty one is never written: poke_int3_handler takes no reference on it; so one is
-  // shared while it stays empty and unreferenced)
-  if (k.bpDesc.refs !== 0 || k.bpDesc.vec.length !== 0) k.bpDesc = EMPTY_DESC.refs === 0 && EMPTY_DESC.vec.length === 0 ? EMPTY_DESC : { vec: [], refs: 0 };
+  // (an empty one is never written: poke_int3_handler takes no reference on it)
+  if (k.bpDesc.refs !== 0 || k.bpDesc.vec.length !== 0) k.bpDesc = empty !== undefined && empty.refs === 0 && empty.vec.length === 0 ? empty : { vec: [], refs: 0 };
   if (k.dieNotifiers.length !== 0) k.dieNotifiers.length = 0;
 }
-
-const EMPTY_DESC: { vec: TextPokeLoc[]; refs: number } = { vec: [], refs: 0 };
 
 /** Where a laid-out case put things. */
 export interface CaseLayout {
@@ -179,7 +177,7 @@ function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   setCaseRegs(clo, chi, regs, wide);
   const L = k.L;
   const e = engineOf(b);
-  resetKernel(k);
+  resetKernel(k, e.emptyDesc);
   const len = insnLength(kind);
   // the site's page, and the next when the bytes laid there (instruction + HLT) run into it;
   // the same for the target (a run that strays past them takes #PF there instead of running
@@ -294,7 +292,8 @@ export function loadCase(b: Bench, c: EmuCase): LoadedCase {
 export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
   const { k, variant } = b;
   const m = k.m;
-  resetKernel(k);
+  const e = engineOf(b);
+  resetKernel(k, e.emptyDesc);
   if (lc.siteLo !== undefined && lc.siteHi !== undefined) m.mem.loadAt(lc.siteLo, lc.siteHi, INT3);
   else m.load(c.site, INT3);
   if (variant.sites === "ftrace" && c.trampoline === true) {
@@ -312,7 +311,7 @@ export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
     // the site's int32 halves too: do_int3 finds it without BigInt
     const exact = c.site >= 0n && (m.bits === 64 ? c.site < TWO64 : c.site < TWO32N); // (else the halves would name another address)
     // the engine's own batch of one, refilled (a case's kernel state: nothing keeps it past the case)
-    const e = engineOf(b), loc = e.armedLoc, desc = e.armedDesc;
+    const loc = e.armedLoc, desc = e.armedDesc;
     loc.addr = c.site; loc.len = lc.len; loc.opcode = opcode;
     if (exact) {
       SLOT64[0] = c.site; // (no BigInt phi into the store: Node 20's TurboFan, see ops-flow.ts nearTarget)

@@ -60,6 +60,8 @@ export class Engine {
   /** The journal position after the layout (where both runs start), and after the emulated run. */
   loadedMark = 0;
   private emuEnd = -1;
+  /** The kernel's bp_desc between cases while nothing writes it (resetKernel). */
+  readonly emptyDesc: { vec: TextPokeLoc[]; refs: number } = { vec: [], refs: 0 };
   /** armSite's text_poke_bp batch of one (refilled per case). */
   readonly armedLoc = new ArmedLoc();
   readonly armedDesc: { vec: TextPokeLoc[]; refs: number } = { vec: [this.armedLoc], refs: 0 };
