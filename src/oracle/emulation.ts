@@ -4,7 +4,8 @@ import { LAYOUT_32, LAYOUT_64 } from "../kernel/layout.js";
 import { F } from "../machine/flags.js";
 import type { MachineSnapshot, StateDiff } from "../machine/state.js";
 import { Int3bedError } from "../errors.js";
-import { type Engine, engineOf, startCase } from "./engine.js";
+import { engineOf, startCase } from "./engine.js";
+import { setCaseRegs } from "./case-regs.js";
 import type { RunResult } from "../machine/events.js";
 import type { Kernel, KernelEvent, TextPokeLoc } from "../kernel/kernel.js";
 import type { PatchKind, Variant } from "../kernel/variant.js";
@@ -117,7 +118,8 @@ export function prepare(v: Variant): Bench {
   return { variant: v, k, pristine: k.m.snapshot() };
 }
 
-export function resetKernel(k: Kernel): void {
+/** `empty`: a bp_desc to reuse while it stays empty and unreferenced (the engine's, one per kernel). */
+export function resetKernel(k: Kernel, empty?: { vec: TextPokeLoc[]; refs: number }): void {
   // (setting an array's length is a slow runtime call in V8 even when it is already 0)
   if (k.events.length !== 0) k.events.length = 0;
   if (k.ftraceRecords.size > 0) k.ftraceRecords.clear();
@@ -125,7 +127,8 @@ export function resetKernel(k: Kernel): void {
   k.ftraceUpdateFunc = 0n;
   k.ftraceUpdateFuncCall = 0n;
   k.bpPatchingInProgress = false;
-  if (k.bpDesc.refs !== 0 || k.bpDesc.vec.length !== 0) k.bpDesc = { vec: [], refs: 0 }; // (an empty one is never written: poke_int3_handler takes no reference on it)
+  // (an empty one is never written: poke_int3_handler takes no reference on it)
+  if (k.bpDesc.refs !== 0 || k.bpDesc.vec.length !== 0) k.bpDesc = empty !== undefined && empty.refs === 0 && empty.vec.length === 0 ? empty : { vec: [], refs: 0 };
   if (k.dieNotifiers.length !== 0) k.dieNotifiers.length = 0;
 }
 
@@ -152,19 +155,30 @@ export interface LoadedCase extends CaseLayout {
  * (CALL) or HLT; registers, flags and the stack as drawn.
  */
 export function layCase(b: Bench, c: EmuCase): CaseLayout {
+  return layCaseInto(b, c, new Layout());
+}
+
+/** layCase into `out` (runEmuCase reuses one: nothing keeps its layout past the check). */
+function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   const { k, variant } = b;
   const m = k.m, mem = m.mem, cpu = m.cpu;
-  const L = k.L;
   const wide = m.bits === 64;
-  const e = engineFor(b);
-  resetKernel(k);
+  // The case's own data first, all of it at once: a case drawn long ago is out of the caches
+  // (the bench cycles through 2,000), and reads issued together wait for memory together
+  // rather than one after another between the page work below.
+  const kind = c.kind, regs = c.regs, stackBytes = c.stackBytes, spOffset = c.spOffset;
   const fentry = variant.sites === "ftrace" && c.trampoline !== true;
   const target = fentry ? k.addr("ftrace_regs_caller") : c.target;
-  const len = insnLength(c.kind);
   SLOT64[0] = c.site;
   const sLo = SLOT32[0], sHi = wide ? SLOT32[1] : 0;
   SLOT64[0] = target;
   const tLo = SLOT32[0], tHi = wide ? SLOT32[1] : 0;
+  const clo = cpu.lo, chi = cpu.hi;
+  setCaseRegs(clo, chi, regs, wide);
+  const L = k.L;
+  const e = engineOf(b);
+  resetKernel(k, e.emptyDesc);
+  const len = insnLength(kind);
   // the site's page, and the next when the bytes laid there (instruction + HLT) run into it;
   // the same for the target (a run that strays past them takes #PF there instead of running
   // zeros to the step limit: unequal to the real run either way)
@@ -174,65 +188,53 @@ export function layCase(b: Bench, c: EmuCase): CaseLayout {
   if (!e.cookieMapped) mem.mapPage(wide ? COOKIE_PAGE_64 : COOKIE_PAGE_32, Perm.R | Perm.W);
   if (!fentry) {
     const tKey = pageKey(tLo, tHi);
-    const code = c.kind !== "call" ? HLT : wide ? CALLEE_64 : CALLEE_32;
+    const code = kind !== "call" ? HLT : wide ? CALLEE_64 : CALLEE_32;
     const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
     const spill = (tLo & 4095) + code.length > 4096;
     if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
     // on a page mapped just now (zero: the journal keeps no copy), unless it runs into the next
     mem.loadAt(tLo, tHi, code, code.length, fresh && !spill);
   }
-  mem.loadAt(sLo, sHi, SITE_BYTES, realBytesHltInto(SITE_BYTES, c.kind, len, c.cc, sLo, tLo));
+  mem.loadAt(sLo, sHi, SITE_BYTES, realBytesHltInto(SITE_BYTES, kind, len, c.cc, sLo, tLo));
   const task = c.stack === "task";
   const stackBase = task ? L.stack : L.irqStack;
   const bLo = wide ? (task ? STACK_LO_64 : IRQ_LO_64) : task ? STACK_LO_32 : IRQ_LO_32, bHi = wide ? (task ? STACK_HI_64 : IRQ_HI_64) : 0;
   // Random contents in a window around the interrupted SP (frames, gap, callee, and what a
   // RET pops); the rest of the stack keeps the pristine zeros. Cheaper than the whole stack.
-  const lo = Math.max(0, c.spOffset - 1024), hi = Math.min(L.threadSize, c.spOffset + 256);
+  const lo = Math.max(0, spOffset - 1024), hi = Math.min(L.threadSize, spOffset + 256);
   const wLo = (bLo >>> 0) + lo, wl = wLo | 0, wh = (bHi + (wLo >= TWO32 ? 1 : 0)) | 0;
   const wEnd = wLo + (hi - lo) - 1, k0 = pageKey(wl, wh), k1 = pageKey(wEnd | 0, (bHi + (wEnd >= TWO32 ? 1 : 0)) | 0);
   // the window's old bytes are the pristine zeros right after a reset: the journal keeps no copy
-  mem.fillAt(wl, wh, hi - lo, c.stackBytes, hi > lo && e.pristineZero(k0, k1));
-  // registers through a 64-bit typed-array slot: the halves without BigInt arithmetic
-  const regs = c.regs;
-  const n = Math.min(wide ? 16 : 8, regs.length);
-  const clo = cpu.lo, chi = cpu.hi;
-  for (let i = 0; i < n; i++) {
-    if (i === 4) continue;
-    SLOT64[0] = regs[i];
-    clo[i] = SLOT32[0];
-    chi[i] = wide ? SLOT32[1] : 0;
-  }
-  const spA = (bLo >>> 0) + c.spOffset;
+  mem.fillAt(wl, wh, hi - lo, stackBytes, hi > lo && e.pristineZero(k0, k1));
+  const spA = (bLo >>> 0) + spOffset;
   const spLo = spA | 0, spHi = wide ? (bHi + (spA >= TWO32 ? 1 : 0)) | 0 : 0;
   clo[4] = spLo;
   chi[4] = spHi;
-  if (c.kind === "ret") {
+  if (kind === "ret") {
     if (wide) mem.write64(spLo, spHi, tLo, tHi);
     else mem.write32(spLo, 0, tLo);
   }
   cpu.ripLo = sLo;
   cpu.ripHi = sHi;
   cpu.flags = 0x2 | (c.flags & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF)) | (c.ifOn ? F.IF : 0);
-  return new Layout(target, len, stackBase, c.spOffset, sLo, sHi, tLo, tHi);
-}
-
-/** The last Bench laid out and its engine (engineOf is a WeakMap look-up; a run of cases uses one Bench). */
-let lastBench: Bench | null = null;
-let lastEngine: Engine | null = null;
-
-function engineFor(b: Bench): Engine {
-  if (b !== lastBench || lastEngine === null) { lastEngine = engineOf(b); lastBench = b; }
-  return lastEngine;
+  return out.set(target, len, stackBase, spOffset, sLo, sHi, tLo, tHi);
 }
 
 /** A CaseLayout with the target's int32 halves too; `sp` is made when read. */
 class Layout implements CaseLayout {
-  constructor(
-    readonly target: bigint, readonly len: number, readonly stackBase: bigint, private readonly spOffset: number,
-    readonly siteLo: number, readonly siteHi: number, readonly targetLo: number, readonly targetHi: number,
-  ) {}
+  target = 0n; len = 0; stackBase = 0n; private spOffset = 0;
+  siteLo = 0; siteHi = 0; targetLo = 0; targetHi = 0;
   get sp(): bigint { return this.stackBase + BigInt(this.spOffset); }
+
+  set(target: bigint, len: number, stackBase: bigint, spOffset: number, siteLo: number, siteHi: number, targetLo: number, targetHi: number): this {
+    this.target = target; this.len = len; this.stackBase = stackBase; this.spOffset = spOffset;
+    this.siteLo = siteLo; this.siteHi = siteHi; this.targetLo = targetLo; this.targetHi = targetHi;
+    return this;
+  }
 }
+
+/** runEmuCase's layout (armSite and the diff read it; the result keeps only the target). */
+const RUN_LAYOUT = new Layout();
 
 /** The bytes laid at the site (reused: loadAt copies them). */
 const SITE_BYTES: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
@@ -290,7 +292,8 @@ export function loadCase(b: Bench, c: EmuCase): LoadedCase {
 export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
   const { k, variant } = b;
   const m = k.m;
-  resetKernel(k);
+  const e = engineOf(b);
+  resetKernel(k, e.emptyDesc);
   if (lc.siteLo !== undefined && lc.siteHi !== undefined) m.mem.loadAt(lc.siteLo, lc.siteHi, INT3);
   else m.load(c.site, INT3);
   if (variant.sites === "ftrace" && c.trampoline === true) {
@@ -307,16 +310,20 @@ export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
     const opcode = OPCODE[c.kind] | (c.kind === "jcc8" || c.kind === "jcc32" ? c.cc : 0);
     // the site's int32 halves too: do_int3 finds it without BigInt
     const exact = c.site >= 0n && (m.bits === 64 ? c.site < TWO64 : c.site < TWO32N); // (else the halves would name another address)
-    let loc: TextPokeLoc;
+    // the engine's own batch of one, refilled (a case's kernel state: nothing keeps it past the case)
+    const loc = e.armedLoc, desc = e.armedDesc;
+    loc.addr = c.site; loc.len = lc.len; loc.opcode = opcode;
     if (exact) {
       SLOT64[0] = c.site; // (no BigInt phi into the store: Node 20's TurboFan, see ops-flow.ts nearTarget)
       const aLo = SLOT32[0], aHi = m.bits === 64 ? SLOT32[1] : 0;
-      loc = { addr: c.site, len: lc.len, opcode, disp: noDisp ? 0n : dispOf(m.bits, lc, aLo, aHi), addrLo: aLo, addrHi: aHi };
+      loc.disp = noDisp ? 0n : dispOf(m.bits, lc, aLo, aHi); loc.addrLo = aLo; loc.addrHi = aHi;
     } else {
-      const disp = noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len)));
-      loc = { addr: c.site, len: lc.len, opcode, disp };
+      loc.disp = noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len)));
+      loc.addrLo = undefined; loc.addrHi = undefined;
     }
-    k.bpDesc = { vec: [loc], refs: 1 };
+    if (desc.vec.length !== 1 || desc.vec[0] !== loc) desc.vec = [loc]; // (something changed the batch)
+    desc.refs = 1;
+    k.bpDesc = desc;
   }
 }
 
@@ -339,7 +346,7 @@ function dispOf(bits: 32 | 64, lc: CaseLayout, sLo: number, sHi: number): bigint
 
 const INT3 = [0xcc];
 /** How far each run of a case may go. */
-const RUN = Object.freeze({ maxSteps: 500 });
+const RUN_STEPS = 500;
 /** The events of a run that reported none (shared, frozen: results' event lists are read-only). */
 const NO_EVENTS: readonly KernelEvent[] = Object.freeze([]);
 const OPCODE: Record<PatchKind, number> = { call: 0xe8, jmp32: 0xe9, jmp8: 0xeb, nop2: 0xeb, nop5: 0xe9, ret: 0xc3, jcc8: 0x70, jcc32: 0x70 };
@@ -359,13 +366,15 @@ export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   const { k } = b;
   const m = k.m;
   const e = startCase(b);
-  const lc = layCase(b, c);
+  const lc = layCaseInto(b, c, RUN_LAYOUT);
   e.laidOut();
-  const realRun = m.run(RUN);
+  // (CPU 0's run as Machine.run makes it, without its option checks)
+  const cpu = m.cpus[0];
+  const realRun = cpu.run(RUN_STEPS);
   const realEvents = k.events.length === 0 ? NO_EVENTS : k.events.slice();
   e.realDone();
   armSite(b, c, lc);
-  const emuRun = m.run(RUN);
+  const emuRun = cpu.run(RUN_STEPS);
   const emulatedEvents = k.events.length === 0 ? NO_EVENTS : k.events.slice();
   e.emulatedDone();
   const diff = e.diff(lc.stackBase, c.site, lc.siteLo ?? 0, lc.siteHi ?? 0);

@@ -1,8 +1,9 @@
 import { Int3bedError } from "../errors.js";
 import type { Cpu } from "../machine/cpu.js";
 import { Journal } from "../machine/journal.js";
+import type { TextPokeLoc } from "../kernel/kernel.js";
 import type { Machine } from "../machine/machine.js";
-import { type CpuState, diffCpu, diffMemory, loadCpu, type MachineSnapshot, type MemoryDiff, type RegisterDiff, saveSegments, SEG_STATE_LEN, type StateDiff } from "../machine/state.js";
+import { copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, type MachineSnapshot, type MemoryDiff, type RegisterDiff, saveSegments, SEG_STATE_LEN, type StateDiff } from "../machine/state.js";
 import { type Bench, COOKIE } from "./emulation.js";
 import { diffRuns, type KeyRanges, remaps, SegmentBuffer } from "./segment.js";
 
@@ -17,7 +18,7 @@ class CpuBuffer implements CpuState {
 
   save(c: Cpu): void {
     this.bits = c.bits;
-    this.lo.set(c.lo); this.hi.set(c.hi);
+    copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi);
     this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
     if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; } // only when the segment state changed
   }
@@ -27,6 +28,12 @@ class CpuBuffer implements CpuState {
     // (without segGen, as every snapshot: equal states compare equal)
     return { bits: this.bits, lo: this.lo.slice(), hi: this.hi.slice(), ripLo: this.ripLo, ripHi: this.ripHi, flags: this.flags, cs: this.cs, ss: this.ss, seg: this.seg.slice(), cr2: this.cr2, halted: this.halted };
   }
+}
+
+/** A TextPokeLoc armSite refills per case. */
+export class ArmedLoc implements TextPokeLoc {
+  addr = 0n; len = 0; opcode = 0; disp = 0n;
+  addrLo: number | undefined = 0; addrHi: number | undefined = 0;
 }
 
 /** Which of the engine's recorded states a snapshot is built from. */
@@ -53,6 +60,11 @@ export class Engine {
   /** The journal position after the layout (where both runs start), and after the emulated run. */
   loadedMark = 0;
   private emuEnd = -1;
+  /** The kernel's bp_desc between cases while nothing writes it (resetKernel). */
+  readonly emptyDesc: { vec: TextPokeLoc[]; refs: number } = { vec: [], refs: 0 };
+  /** armSite's text_poke_bp batch of one (refilled per case). */
+  readonly armedLoc = new ArmedLoc();
+  readonly armedDesc: { vec: TextPokeLoc[]; refs: number } = { vec: [this.armedLoc], refs: 0 };
   /** Ignored ranges of the current diff (reused). */
   private readonly ignore: KeyRanges = [];
 
@@ -242,14 +254,19 @@ function keyOf(a: bigint): number {
 }
 
 const engines = new WeakMap<Bench, Engine>();
+/** The last Bench asked for and its engine (a WeakMap look-up per case otherwise; a run of cases uses one Bench). */
+let lastBench: Bench | null = null;
+let lastEngine: Engine | null = null;
 
 /** The engine of a Bench. */
 export function engineOf(b: Bench): Engine {
+  if (b === lastBench && lastEngine !== null) return lastEngine;
   let e = engines.get(b);
   if (e === undefined) {
     e = new Engine(b);
     engines.set(b, e);
   }
+  lastBench = b; lastEngine = e;
   return e;
 }
 
@@ -273,14 +290,18 @@ function cpuDiff(a: readonly CpuState[], b: readonly CpuState[]): RegisterDiff[]
 }
 
 /** What diffCpu compares: the GPRs (64-bit: both halves), RIP, RFLAGS, the segment state (selectors, hidden parts, GDTR/LDTR). */
-function sameRegs(a: CpuState, b: CpuState): boolean {
+export function sameRegs(a: CpuState, b: CpuState): boolean {
   if (a.bits !== b.bits || a.flags !== b.flags || a.cs !== b.cs || a.ss !== b.ss || a.ripLo !== b.ripLo) return false;
   const wide = a.bits === 64;
   if (wide && a.ripHi !== b.ripHi) return false;
   if (a.segGen === undefined || a.segGen !== b.segGen) for (let i = 0; i < SEG_STATE_LEN; i++) if (a.seg[i] !== b.seg[i]) return false;
-  const alo = a.lo, blo = b.lo, ahi = a.hi, bhi = b.hi;
-  let d = 0;
-  if (wide) for (let i = 0; i < 16; i++) d |= (alo[i] ^ blo[i]) | (ahi[i] ^ bhi[i]);
-  else for (let i = 0; i < 8; i++) d |= alo[i] ^ blo[i];
-  return d === 0;
+  // unrolled (see copyRegs): the engine's buffers hold 16 of each
+  const x = a.lo, y = b.lo;
+  const dl = (x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5]) | (x[6] ^ y[6]) | (x[7] ^ y[7]);
+  if (!wide) return dl === 0;
+  const u = a.hi, v = b.hi;
+  const dh = (x[8] ^ y[8]) | (x[9] ^ y[9]) | (x[10] ^ y[10]) | (x[11] ^ y[11]) | (x[12] ^ y[12]) | (x[13] ^ y[13]) | (x[14] ^ y[14]) | (x[15] ^ y[15]) |
+    (u[0] ^ v[0]) | (u[1] ^ v[1]) | (u[2] ^ v[2]) | (u[3] ^ v[3]) | (u[4] ^ v[4]) | (u[5] ^ v[5]) | (u[6] ^ v[6]) | (u[7] ^ v[7]) |
+    (u[8] ^ v[8]) | (u[9] ^ v[9]) | (u[10] ^ v[10]) | (u[11] ^ v[11]) | (u[12] ^ v[12]) | (u[13] ^ v[13]) | (u[14] ^ v[14]) | (u[15] ^ v[15]);
+  return (dl | dh) === 0;
 }

@@ -49,7 +49,8 @@ export class SegmentBuffer implements Segment {
       const p = e >= j.slowBelow ? j.pages[e] : mem.pageAt(key);
       if (p !== undefined) {
         const d = p.data;
-        if (size <= 64) for (let k = 0; k < size; k++) bytes[b + k] = d[off + k];
+        if (size === 8 && off <= 4088) copy8(bytes, b, d, off); // (a word store: most entries)
+        else if (size <= 64) for (let k = 0; k < size; k++) bytes[b + k] = d[off + k];
         else bytes.set(d.subarray(off, off + size), b);
       }
       b += size;
@@ -62,6 +63,12 @@ export class SegmentBuffer implements Segment {
     const m = Math.max(n, 2 * this.keys.length);
     this.keys = new Float64Array(m); this.offs = new Int32Array(m); this.sizes = new Int32Array(m); this.at = new Int32Array(m);
   }
+}
+
+/** d[j..j+8) = s[i..i+8), unrolled (d has room: capture sizes it). */
+function copy8(d: Uint8Array, j: number, s: Uint8Array, i: number): void {
+  d[j] = s[i]; d[j + 1] = s[i + 1]; d[j + 2] = s[i + 2]; d[j + 3] = s[i + 3];
+  d[j + 4] = s[i + 4]; d[j + 5] = s[i + 5]; d[j + 6] = s[i + 6]; d[j + 7] = s[i + 7];
 }
 
 /** Whether a segment changed a mapping (then only a whole-memory diff is exact). */
@@ -110,6 +117,8 @@ export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, t
     const size = real.sizes[i], key = real.keys[i], o = real.offs[i];
     if (covered(ignore, key, o, size)) continue;
     const p = mem.pageAt(key), at = real.at[i];
+    // (the common case — the callee's stores, made alike by both runs — without the byte loop)
+    if (p !== undefined && sameBytes(real.bytes, at, p.data, o, size)) continue;
     const partly = meets(ignore, key, o, size); // (else no byte of it is ignored)
     for (let k = 0; k < size; k++) {
       const x = real.bytes[at + k], y = p === undefined ? -1 : p.data[o + k];
@@ -149,6 +158,19 @@ export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, t
     }
   }
   return hits === null ? [] : byteRuns(hits);
+}
+
+/**
+ * Whether a[i..i+n) equals b[j..j+n) (8 bytes, a word store, unrolled: a loop over typed
+ * arrays reloads their length and data pointer per access in this V8).
+ */
+export function sameBytes(a: Uint8Array, i: number, b: Uint8Array, j: number, n: number): boolean {
+  if (n === 8 && i + 8 <= a.length && j + 8 <= b.length) {
+    return a[i] === b[j] && a[i + 1] === b[j + 1] && a[i + 2] === b[j + 2] && a[i + 3] === b[j + 3] &&
+      a[i + 4] === b[j + 4] && a[i + 5] === b[j + 5] && a[i + 6] === b[j + 6] && a[i + 7] === b[j + 7];
+  }
+  for (let k = 0; k < n; k++) if (a[i + k] !== b[j + k]) return false;
+  return true;
 }
 
 /** Entries diffRuns has seen that are not wholly ignored (past its length: scan them all). */
