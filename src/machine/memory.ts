@@ -3,6 +3,7 @@ import { CpuFault, PF, Vec } from "./events.js";
 import type { Journal } from "./journal.js";
 import { codeChanged, freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
 import { PageIndex } from "./page-index.js";
+import { copyAligned, fillPeriodic, zeroBytes } from "./page-bytes.js";
 import { hiOf, isCanonical, loOf, pageKey, toBig } from "./u64.js";
 
 const TLB = 64;
@@ -485,15 +486,7 @@ export class Memory {
         if (oldZero) this.journal.recordZero(p, key, off, n);
         else this.journal.record(p, key, off, n);
       }
-      // one period (from the pattern's phase at k), then doubling copies of whole periods
-      const d = p.data;
-      let w = Math.min(plen, n), ph = k % plen;
-      for (let i = 0; i < w; i++) { d[off + i] = pattern[ph]; if (++ph === plen) ph = 0; }
-      while (w < n) {
-        const c = Math.min(w, n - w);
-        d.copyWithin(off + w, off, off + c);
-        w += c;
-      }
+      fillPeriodic(p.data, p.i32, off, n, pattern, k % plen);
       this.loaded(p, key, l, h, off, n);
       k += n;
     }
@@ -593,7 +586,8 @@ export class Memory {
         if (p !== q) { this.put(key, p); this.dropSlots(key); remapped = true; }
       }
       const off = offs[i];
-      if (nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      // (an entry of 8 bytes or less costs less to put back than to look up)
+      if (size > 8 && nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
       else if (size === 8) {
         if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
         else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
@@ -601,12 +595,9 @@ export class Memory {
       else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = vlo[i]; else p.dv.setInt32(off, vlo[i], true); }
       else if (size === 1) p.data[off] = vlo[i];
       else if (size <= 8) { const d = p.data, v = vlo[i], w = vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
-      else if (vhi[i] === 1) { // (recordZero; a short one by a loop: fill is a runtime call)
-        const d = p.data;
-        if (size <= 32) for (let k = off; k < off + size; k++) d[k] = 0;
-        else d.fill(0, off, off + size);
-      }
+      else if (vhi[i] === 1) zeroBytes(p.data, p.i32, off, off + size); // (recordZero; by words: fill is a runtime call)
       else if (vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
+      else if ((off & 3) === 0) copyAligned(old, j.oldW, at[i], p.data, p.i32, off, size); // (at[i] is word-aligned)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
       if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
