@@ -8,6 +8,8 @@
  * (`w[q]` is bytes 4q..4q+3 of `d`, little-endian: page.ts refuses other hosts).
  */
 
+/** fillPeriodic builds this many bytes of its fill in JS before doubling with copyWithin. */
+const FILL_PREFIX = 128;
 /** Ranges up to this many bytes are zeroed by words. */
 const ZERO_WORDS_MAX = 128;
 /** Copies up to this many bytes go by words. */
@@ -34,4 +36,31 @@ export function copyAligned(s: Uint8Array, sw: Int32Array, from: number, d: Uint
   const nw = n >> 2, a = from >> 2, b = to >> 2;
   for (let q = 0; q < nw; q++) dw[b + q] = sw[a + q];
   for (let k = nw << 2; k < n; k++) d[to + k] = s[from + k];
+}
+
+/**
+ * Bytes d[off, off + n) := `pattern` repeated from its byte `ph` (byte t is
+ * pattern[(ph + t) % pattern.length]). One period P — the pattern's length times what makes
+ * it a multiple of 4 (≤ 4 × the length) — goes byte by byte up to a word boundary; words then
+ * copy the word P bytes below them up to FILL_PREFIX bytes; then copyWithin doubles whole
+ * periods (each call copies the bytes so far: a few calls instead of log2(n / length)).
+ */
+export function fillPeriodic(d: Uint8Array, w: Int32Array, off: number, n: number, pattern: Uint8Array, ph: number): void {
+  const plen = pattern.length, end = off + n;
+  const P = (plen & 3) === 0 ? plen : (plen & 1) === 0 ? 2 * plen : 4 * plen;
+  const s = Math.min(end, (off + P + 3) & ~3);
+  let x = off;
+  for (; x < s; x++) { d[x] = pattern[ph]; if (++ph === plen) ph = 0; }
+  if (x === end) return;
+  // x is on a word boundary, at least P above off: every word from here repeats the one P below
+  const dw = P >> 2, we = Math.min(end, off + FILL_PREFIX) >> 2;
+  for (let q = x >> 2; q < we; q++) w[q] = w[q - dw];
+  if (we << 2 > x) x = we << 2;
+  let done = x - off;
+  done -= done % P; // (whole periods: the doubling copies from off)
+  while (done < n) {
+    const c = Math.min(done, n - done);
+    d.copyWithin(off + done, off, off + c);
+    done += c;
+  }
 }
