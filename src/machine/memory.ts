@@ -454,8 +454,10 @@ export class Memory {
         else this.journal.record(p, key, off, n);
       }
       const d = p.data;
-      if (n > 16 && bytes instanceof Uint8Array) d.set(k === 0 && n === bytes.length ? bytes : bytes.subarray(k, k + n), off);
-      else for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
+      if (bytes instanceof Uint8Array) {
+        if (n > 16) d.set(k === 0 && n === bytes.length ? bytes : bytes.subarray(k, k + n), off);
+        else for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
+      } else copyFromArray(d, off, bytes, k, n);
       this.loaded(p, key, l, h, off, n);
       k += n;
     }
@@ -565,12 +567,13 @@ export class Memory {
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
-        const prev = pages[i], cur = this.index.get(key);
-        // instructions of the page before that ran into this one go (invalidate's cross-in path)
+        // (an unmapping takes the page out in the same probe that finds it)
+        const prev = pages[i], cur = prev === undefined ? this.index.take(key) : this.index.get(key);
+        // instructions of the page before that ran into this one go (invalidate's cross-in path:
+        // it looks up only that page, key - 1)
         if (cur !== undefined && cur.crossIn) { const h = Math.floor(key / 1048576); this.invalidate(cur, ((key - h * 1048576) << 12) | 0, h | 0, 0, 1); }
         this.dropSlots(key);
         if (prev === undefined) {
-          this.drop(key);
           // a page mapped inside the journal whose every write was undone above is zero again
           if (cur !== undefined && cur.epoch === this.epoch) this.recycle(cur);
         } else this.put(key, prev);
@@ -660,6 +663,14 @@ function zeroed(n: number, i: number, p: Page, off: number, size: number): boole
     if (ZERO_PAGE[k] === p && ZERO[k] < i && ZERO_LO[k] <= off && off + size <= ZERO_HI[k]) return true;
   }
   return false;
+}
+
+/**
+ * d[off + i] = bytes[k + i] for i < n, for loadAt's plain arrays: a loop of its own, so that
+ * its element loads see only arrays (the host's short byte lists) and stay monomorphic.
+ */
+function copyFromArray(d: Uint8Array, off: number, bytes: readonly number[], k: number, n: number): void {
+  for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
 }
 
 /** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */
