@@ -2,7 +2,7 @@ import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { Machine } from "../src/index.js";
 import { Journal } from "../src/machine/journal.js";
-import { copyAligned, fillPeriodic, zeroBytes } from "../src/machine/page-bytes.js";
+import { copyAligned, zeroBytes } from "../src/machine/page-bytes.js";
 
 // The word-wise bulk moves (page-bytes.ts) against the obvious byte loops: on their own over
 // random arrays (ranges on both sides of the word/builtin crossover), and inside Memory on
@@ -20,17 +20,6 @@ const dirt = fc.uint8Array({ minLength: SIZE, maxLength: SIZE });
 const range = fc.tuple(fc.integer({ min: 0, max: SIZE }), fc.integer({ min: 0, max: SIZE })).map(([a, b]) => [Math.min(a, b), Math.max(a, b)] as const);
 
 describe("page-bytes: word loops ≡ byte loops", () => {
-  test("fillPeriodic writes pattern[(ph + t) % len] at off + t, nothing else", () => {
-    fc.assert(fc.property(dirt, range, fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.nat(), (init, [off, end], pattern, ph0) => {
-      const ph = ph0 % pattern.length;
-      const [d, w] = arrays(init);
-      const want = Uint8Array.from(init);
-      for (let t = 0; t < end - off; t++) want[off + t] = pattern[(ph + t) % pattern.length];
-      fillPeriodic(d, w, off, end - off, pattern, ph);
-      expect(Buffer.from(d).toString("hex")).toBe(Buffer.from(want).toString("hex"));
-    }), { numRuns: 2000 });
-  });
-
   test("zeroBytes zeros [off, end), nothing else", () => {
     fc.assert(fc.property(dirt, range, (init, [off, end]) => {
       const [d, w] = arrays(init);

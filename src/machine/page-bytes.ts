@@ -1,15 +1,14 @@
 /**
  * Bulk byte moves between page arrays and the journal's byte store. Measured here (Node 20,
- * this VM): a JS loop costs ≈ 4–5 cycles an element, a byte loop four times a word loop;
- * `fill`/`copyWithin` are C++ builtins entered through CEntry (≈ 60 ns a call) but move bytes
- * ≈ 10× faster; `set` of a `subarray` allocates a view first. So short ranges go by int32
- * words, long ones by the builtins; the crossovers (≈ 170 bytes for zeroing, ≈ 400 for a copy)
- * are rounded down. Every function takes a byte array and its int32 view over the same bytes
- * (`w[q]` is bytes 4q..4q+3 of `d`, little-endian: page.ts refuses other hosts).
+ * this VM, CPU-time microbenchmarks under load): a JS loop costs ≈ 4–5 cycles (≈ 15 host
+ * instructions) an element, so a byte loop four times a word loop; `fill`/`copyWithin` are
+ * C++ builtins entered through CEntry (≈ 250 host instructions a call) that then move bytes
+ * ≈ 10× faster than JS; `set` of a `subarray` allocates a view first. So short ranges go by
+ * int32 words, long ones by the builtins; the time crossovers (≈ 170 bytes for zeroing, ≈ 400
+ * for a copy) are rounded down. Every function takes a byte array and its int32 view over
+ * the same bytes (`w[q]` is bytes 4q..4q+3 of `d`, little-endian: page.ts refuses other hosts).
  */
 
-/** fillPeriodic builds this many bytes of its fill in JS before doubling with copyWithin. */
-const FILL_PREFIX = 128;
 /** Ranges up to this many bytes are zeroed by words. */
 const ZERO_WORDS_MAX = 128;
 /** Copies up to this many bytes go by words. */
@@ -38,29 +37,3 @@ export function copyAligned(s: Uint8Array, sw: Int32Array, from: number, d: Uint
   for (let k = nw << 2; k < n; k++) d[to + k] = s[from + k];
 }
 
-/**
- * Bytes d[off, off + n) := `pattern` repeated from its byte `ph` (byte t is
- * pattern[(ph + t) % pattern.length]). One period P — the pattern's length times what makes
- * it a multiple of 4 (≤ 4 × the length) — goes byte by byte up to a word boundary; words then
- * copy the word P bytes below them up to FILL_PREFIX bytes; then copyWithin doubles whole
- * periods (each call copies the bytes so far: a few calls instead of log2(n / length)).
- */
-export function fillPeriodic(d: Uint8Array, w: Int32Array, off: number, n: number, pattern: Uint8Array, ph: number): void {
-  const plen = pattern.length, end = off + n;
-  const P = (plen & 3) === 0 ? plen : (plen & 1) === 0 ? 2 * plen : 4 * plen;
-  const s = Math.min(end, (off + P + 3) & ~3);
-  let x = off;
-  for (; x < s; x++) { d[x] = pattern[ph]; if (++ph === plen) ph = 0; }
-  if (x === end) return;
-  // x is on a word boundary, at least P above off: every word from here repeats the one P below
-  const dw = P >> 2, we = Math.min(end, off + FILL_PREFIX) >> 2;
-  for (let q = x >> 2; q < we; q++) w[q] = w[q - dw];
-  if (we << 2 > x) x = we << 2;
-  let done = x - off;
-  done -= done % P; // (whole periods: the doubling copies from off)
-  while (done < n) {
-    const c = Math.min(done, n - done);
-    d.copyWithin(off + done, off, off + c);
-    done += c;
-  }
-}
