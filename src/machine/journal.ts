@@ -125,7 +125,7 @@ export class Journal {
         this.vhi[i] = 0; // (1: the old bytes were zeros and are not kept, see recordZero; 2 and 3: a run, see extend)
         if (b + size > this.oldCap) this.growBytes(b + size);
         const o = this.old, d = p.data;
-        if ((off & 3) === 0) copyAligned(d, p.i32, off, o, this.oldW, b, size); // (b is word-aligned; words beat a subarray view and a byte loop)
+        if ((off & 3) === 0) copyAligned(d, p.i32, off, o, this.oldW, b, size); // (b is word-aligned; words where a byte loop went, see page-bytes.ts)
         else if (size <= 64) for (let k = 0; k < size; k++) o[b + k] = d[off + k]; // (cheaper than a subarray view)
         else o.set(d.subarray(off, off + size), b);
         this.nb = (b + size + 3) & ~3; // (runs keep their chunks on word boundaries)

@@ -609,7 +609,7 @@ export class Memory {
       else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = vlo[i]; else p.dv.setInt32(off, vlo[i], true); }
       else if (size === 1) p.data[off] = vlo[i];
       else if (size <= 8) { const d = p.data, v = vlo[i], w = vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
-      else if (vhi[i] === 1) zeroBytes(p.data, p.i32, off, off + size); // (recordZero; by words: fill is a runtime call)
+      else if (vhi[i] === 1) zeroBytes(p.data, p.i32, off, off + size); // (recordZero; short ones by words, see page-bytes.ts)
       else if (vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
       else if ((off & 3) === 0) copyAligned(old, j.oldW, at[i], p.data, p.i32, off, size); // (at[i] is word-aligned)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }

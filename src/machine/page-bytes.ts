@@ -1,18 +1,19 @@
 /**
  * Bulk byte moves between page arrays and the journal's byte store. Measured here (Node 20,
- * this VM, CPU-time microbenchmarks under load): a JS loop costs ≈ 4–5 cycles (≈ 15 host
- * instructions) an element, so a byte loop four times a word loop; `fill`/`copyWithin` are
- * C++ builtins entered through CEntry (≈ 250 host instructions a call) that then move bytes
- * ≈ 10× faster than JS; `set` of a `subarray` allocates a view first. So short ranges go by
- * int32 words, long ones by the builtins; the time crossovers (≈ 170 bytes for zeroing, ≈ 400
- * for a copy) are rounded down. Every function takes a byte array and its int32 view over
- * the same bytes (`w[q]` is bytes 4q..4q+3 of `d`, little-endian: page.ts refuses other hosts).
+ * this VM): a JS loop costs ≈ 15 host instructions an element (≈ 4–5 cycles), so a byte
+ * loop costs four times a word loop; `fill`/`copyWithin` are C++ builtins entered through
+ * CEntry (≈ 250 host instructions a call) that then move bytes far faster than JS; `set` of a
+ * `subarray` allocates a view (≈ 600 instructions with the set). So ranges that were copied
+ * or zeroed by byte loops go by int32 words instead, and longer ones stay with the builtins
+ * (callgrind: words for the 168-byte frames too cost more instructions than set + subarray).
+ * Every function takes a byte array and its int32 view over the same bytes (`w[q]` is bytes
+ * 4q..4q+3 of `d`, little-endian: page.ts refuses other hosts).
  */
 
 /** Ranges up to this many bytes are zeroed by words. */
-const ZERO_WORDS_MAX = 128;
+const ZERO_WORDS_MAX = 32;
 /** Copies up to this many bytes go by words. */
-const COPY_WORDS_MAX = 320;
+const COPY_WORDS_MAX = 64;
 
 /** Zeros d[off, end). */
 export function zeroBytes(d: Uint8Array, w: Int32Array, off: number, end: number): void {
