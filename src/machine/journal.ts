@@ -1,4 +1,5 @@
 import type { Page } from "./page.js";
+import { copyAligned } from "./page-bytes.js";
 
 /**
  * A write journal (undo log) for Memory: while one is attached (`mem.journal`), every write —
@@ -33,8 +34,8 @@ export class Journal {
   vhi = new Int32Array(256);
   /** The old bytes of entries longer than 8 bytes, entry after entry. */
   old = new Uint8Array(16384);
-  /** `old` as int32 words (little-endian, as x86 and every platform Node runs on here): runs' chunks are word-aligned. */
-  private oldW = new Int32Array(this.old.buffer);
+  /** `old` as int32 words (little-endian, as x86 and every platform Node runs on here): runs' chunks and every entry's `at` are word-aligned. */
+  oldW = new Int32Array(this.old.buffer);
   /** Bytes used in `old`. */
   nb = 0;
   /**
@@ -124,7 +125,8 @@ export class Journal {
         this.vhi[i] = 0; // (1: the old bytes were zeros and are not kept, see recordZero; 2 and 3: a run, see extend)
         if (b + size > this.oldCap) this.growBytes(b + size);
         const o = this.old, d = p.data;
-        if (size <= 64) for (let k = 0; k < size; k++) o[b + k] = d[off + k]; // (cheaper than a subarray view)
+        if ((off & 3) === 0) copyAligned(d, p.i32, off, o, this.oldW, b, size); // (b is word-aligned; words where a byte loop went, see page-bytes.ts)
+        else if (size <= 64) for (let k = 0; k < size; k++) o[b + k] = d[off + k]; // (cheaper than a subarray view)
         else o.set(d.subarray(off, off + size), b);
         this.nb = (b + size + 3) & ~3; // (runs keep their chunks on word boundaries)
       }

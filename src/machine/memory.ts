@@ -3,6 +3,7 @@ import { CpuFault, PF, Vec } from "./events.js";
 import type { Journal } from "./journal.js";
 import { codeChanged, freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
 import { PageIndex } from "./page-index.js";
+import { copyAligned, zeroBytes } from "./page-bytes.js";
 import { hiOf, isCanonical, loOf, pageKey, toBig } from "./u64.js";
 
 const TLB = 64;
@@ -453,8 +454,10 @@ export class Memory {
         else this.journal.record(p, key, off, n);
       }
       const d = p.data;
-      if (n > 16 && bytes instanceof Uint8Array) d.set(k === 0 && n === bytes.length ? bytes : bytes.subarray(k, k + n), off);
-      else for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
+      if (bytes instanceof Uint8Array) {
+        if (n > 16) d.set(k === 0 && n === bytes.length ? bytes : bytes.subarray(k, k + n), off);
+        else for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
+      } else copyFromArray(d, off, bytes, k, n);
       this.loaded(p, key, l, h, off, n);
       k += n;
     }
@@ -485,7 +488,10 @@ export class Memory {
         if (oldZero) this.journal.recordZero(p, key, off, n);
         else this.journal.record(p, key, off, n);
       }
-      // one period (from the pattern's phase at k), then doubling copies of whole periods
+      // one period (from the pattern's phase at k), then doubling copies of whole periods.
+      // (Measured: a copyWithin call is ≈ 250 host instructions; building more of the fill in
+      // JS first — a period made a multiple of 4 bytes, then word copies to 128 bytes, 2–3
+      // calls instead of ≈ 7 — was no faster and cost ≈ 400 instructions more a check.)
       const d = p.data;
       let w = Math.min(plen, n), ph = k % plen;
       for (let i = 0; i < w; i++) { d[off + i] = pattern[ph]; if (++ph === plen) ph = 0; }
@@ -572,12 +578,13 @@ export class Memory {
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
-        const prev = pages[i], cur = this.index.get(key);
-        // instructions of the page before that ran into this one go (invalidate's cross-in path)
+        // (an unmapping takes the page out in the same probe that finds it)
+        const prev = pages[i], cur = prev === undefined ? this.index.take(key) : this.index.get(key);
+        // instructions of the page before that ran into this one go (invalidate's cross-in path:
+        // it looks up only that page, key - 1)
         if (cur !== undefined && cur.crossIn) { const h = Math.floor(key / 1048576); this.invalidate(cur, ((key - h * 1048576) << 12) | 0, h | 0, 0, 1); }
         this.dropSlots(key);
         if (prev === undefined) {
-          this.drop(key);
           // a page mapped inside the journal whose every write was undone above is zero again
           if (cur !== undefined && cur.epoch === this.epoch) this.recycle(cur);
         } else this.put(key, prev);
@@ -593,7 +600,8 @@ export class Memory {
         if (p !== q) { this.put(key, p); this.dropSlots(key); remapped = true; }
       }
       const off = offs[i];
-      if (nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      // (an entry of 8 bytes or less costs less to put back than to look up)
+      if (size > 8 && nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
       else if (size === 8) {
         if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
         else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
@@ -601,12 +609,9 @@ export class Memory {
       else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = vlo[i]; else p.dv.setInt32(off, vlo[i], true); }
       else if (size === 1) p.data[off] = vlo[i];
       else if (size <= 8) { const d = p.data, v = vlo[i], w = vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
-      else if (vhi[i] === 1) { // (recordZero; a short one by a loop: fill is a runtime call)
-        const d = p.data;
-        if (size <= 32) for (let k = off; k < off + size; k++) d[k] = 0;
-        else d.fill(0, off, off + size);
-      }
+      else if (vhi[i] === 1) zeroBytes(p.data, p.i32, off, off + size); // (recordZero; short ones by words, see page-bytes.ts)
       else if (vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
+      else if ((off & 3) === 0) copyAligned(old, j.oldW, at[i], p.data, p.i32, off, size); // (at[i] is word-aligned)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
       if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
@@ -669,6 +674,14 @@ function zeroed(n: number, i: number, p: Page, off: number, size: number): boole
     if (ZERO_PAGE[k] === p && ZERO[k] < i && ZERO_LO[k] <= off && off + size <= ZERO_HI[k]) return true;
   }
   return false;
+}
+
+/**
+ * d[off + i] = bytes[k + i] for i < n, for loadAt's plain arrays: a loop of its own, so that
+ * its element loads see only arrays (the host's short byte lists) and stay monomorphic.
+ */
+function copyFromArray(d: Uint8Array, off: number, bytes: readonly number[], k: number, n: number): void {
+  for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
 }
 
 /** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */

@@ -54,14 +54,20 @@ export class PageIndex implements ReadonlyMap<number, Page> {
 
   /** Drops page `key`; whether it was held. */
   delete(key: number): boolean {
+    return this.take(key) !== undefined;
+  }
+
+  /** Drops page `key` and returns it (undefined: not held): `get` and `delete` in one probe. */
+  take(key: number): Page | undefined {
     const ks = this.slotKeys, vs = this.slotVals, m = this.mask;
     let i = slotOf(key) & m;
     for (;;) {
       const k = ks[i];
       if (k === key) break;
-      if (k === -1) return false;
+      if (k === -1) return undefined;
       i = (i + 1) & m;
     }
+    const taken = vs[i];
     // backward shift: move up each later entry of the probe chain whose home slot does not
     // lie cyclically in (i, j], so that no chain has a hole before its key
     let j = i;
@@ -76,7 +82,7 @@ export class PageIndex implements ReadonlyMap<number, Page> {
     ks[i] = -1;
     vs[i] = undefined;
     this.size--;
-    return true;
+    return taken;
   }
 
   has(key: number): boolean {
