@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { copyRegs, type CpuState, diffCpu, SEG_STATE_LEN } from "../src/machine/state.js";
 import { setCaseRegs, setCaseRegsLoop } from "../src/oracle/case-regs.js";
 import { sameRegs } from "../src/oracle/engine.js";
-import { sameBytes } from "../src/oracle/segment.js";
+import { bytesEqual } from "../src/oracle/segment.js";
 
 // The check engine's unrolled copies and compares (round 7) against their general forms:
 // the case's registers into a CPU, a CPU state's GPR halves copied, two saved states'
@@ -90,7 +90,7 @@ describe("sameRegs ≡ diffCpu finds nothing", () => {
   });
 });
 
-describe("sameBytes ≡ a byte loop", () => {
+describe("bytesEqual ≡ a byte loop", () => {
   test("8-byte words and other sizes, equal or one byte off, anywhere in the arrays", () => {
     const size = fc.oneof(fc.constant(8), fc.integer({ min: 0, max: 12 }));
     fc.assert(fc.property(fc.uint8Array({ minLength: 1, maxLength: 40 }), size, fc.nat(), fc.nat(), fc.oneof(fc.constant(-1), fc.integer({ min: 0, max: 11 })), (base, n, i0, j0, flip) => {
@@ -101,7 +101,7 @@ describe("sameBytes ≡ a byte loop", () => {
       if (flip >= 0 && flip < n && j + flip < 48) b[j + flip] ^= 0x40;
       let same = true;
       for (let k = 0; k < n; k++) if (a[i + k] !== b[j + k]) same = false;
-      expect(sameBytes(a, i, b, j, n)).toBe(same);
+      expect(bytesEqual(a, i, b, j, n)).toBe(same);
     }), { numRuns: 600 });
   });
 });

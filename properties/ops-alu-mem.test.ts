@@ -4,7 +4,7 @@ import { Code, Register as R } from "iced-x86";
 import { Assembler, mem, reg } from "../src/asm/index.js";
 import { compileAluMemFast } from "../src/machine/ops-alu-mem.js";
 import { compileData } from "../src/machine/ops-data.js";
-import { compileBoth, DATA32, DATA64, machine32, machine64, regVals, sameRun } from "./support/twin-exec.js";
+import { compileBoth, DATA32, data64, machine32, machine64, pointAt, regVals, sameRun } from "./support/twin-exec.js";
 
 // ops-alu-mem.ts against the generic ALU (ops-data.ts) on twin machines: ADD/SUB/CMP/AND/OR/
 // XOR/TEST with a memory destination and an immediate or register source, 1/4/8 bytes, random
@@ -51,11 +51,10 @@ describe("ALU with a memory destination: fast path ≡ generic", () => {
   test("64-bit", () => {
     fc.assert(fc.property(form(64), fc.integer({ min: -16, max: 3 * 4096 + 16 }), fc.boolean(), regVals, fc.integer(), (f, off, canonical, vals, flags) => {
       const [fast, slow] = compileBoth(64, encode(64, f), compileAluMemFast, compileData);
-      const target = canonical ? DATA64 + BigInt(off) : (DATA64 + BigInt(off)) ^ (1n << 50n);
+      const target = data64(off, canonical);
       const make = () => {
         const m = machine64(vals, flags);
-        const v = BigInt.asUintN(64, target - BigInt(f.disp));
-        m.cpu.lo[f.b] = Number(BigInt.asIntN(32, v)); m.cpu.hi[f.b] = Number(BigInt.asIntN(32, v >> 32n));
+        pointAt(m, f.b, target, f.disp);
         return m;
       };
       sameRun(make(), make(), slow, fast);

@@ -4,7 +4,7 @@ import { Code, Register as R } from "iced-x86";
 import { Assembler, mem, reg } from "../src/asm/index.js";
 import { compileData } from "../src/machine/ops-data.js";
 import { compileMovFast } from "../src/machine/ops-mov.js";
-import { compileBoth, DATA32, DATA64, machine32, machine64, regVals, sameRun } from "./support/twin-exec.js";
+import { compileBoth, DATA32, data64, machine32, machine64, pointAt, regVals, sameRun } from "./support/twin-exec.js";
 
 // ops-mov.ts's MOV fast path against the generic MOV (ops-data.ts) on twin machines: the same
 // registers, memory and fault — at page ends, on read-only and unmapped pages, at
@@ -44,14 +44,11 @@ describe("MOV fast path ≡ generic MOV", () => {
   test("64-bit: loads and stores at page ends, read-only/unmapped pages, non-canonical addresses", () => {
     fc.assert(fc.property(form(64), fc.integer({ min: -16, max: 4 * 4096 + 16 }), fc.boolean(), regVals, (f, off, canonical, vals) => {
       const [fast, slow] = compileBoth(64, encode(64, f), compileMovFast, compileData);
-      const target = canonical ? DATA64 + BigInt(off) : (DATA64 + BigInt(off)) ^ (1n << 50n);
+      const target = data64(off, canonical);
       const make = () => {
         const m = machine64(vals, 0);
         if (f.x >= 0 && f.x !== f.b) { m.cpu.lo[f.x] = 0; m.cpu.hi[f.x] = 0; }
-        if (!f.abs) {
-          const v = BigInt.asUintN(64, target - BigInt(f.disp));
-          m.cpu.lo[f.b] = Number(BigInt.asIntN(32, v)); m.cpu.hi[f.b] = Number(BigInt.asIntN(32, v >> 32n));
-        }
+        if (!f.abs) pointAt(m, f.b, target, f.disp);
         return m;
       };
       sameRun(make(), make(), slow, fast);

@@ -41,6 +41,19 @@ export function sameRun(a: Machine, b: Machine, slow: Exec | undefined, fast: Ex
   expect(diffMemory(a.snapshot().mem, b.snapshot().mem, [])).toEqual([]);
 }
 
+/** An address `off` bytes into DATA64, or (not `canonical`) that address with bit 50 flipped: non-canonical. */
+export function data64(off: number, canonical: boolean): bigint {
+  const a = DATA64 + BigInt(off);
+  return canonical ? a : a ^ (1n << 50n);
+}
+
+/** Sets 64-bit register `r` so that `r + disp` is `target` (modulo 2^64). */
+export function pointAt(m: Machine, r: number, target: bigint, disp: number): void {
+  const v = BigInt.asUintN(64, target - BigInt(disp));
+  m.cpu.lo[r] = Number(BigInt.asIntN(32, v));
+  m.cpu.hi[r] = Number(BigInt.asIntN(32, v >> 32n));
+}
+
 /**
  * A 64-bit machine: DATA64 read/write for two pages, then one read-only page, then unmapped
  * (recognisable bytes around the first page end); registers from `vals` (lo 0–15, hi 16–31).

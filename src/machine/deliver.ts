@@ -77,7 +77,8 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
  * watch, every word in one page with no borrow out of RSP's low half, no decoded code on the
  * page (its writes take the invalidating path). The page check is the first push's own (the
  * word at aligned - 8: its fault and CR2 are the ones the pushes would raise, before any
- * write); then one journal record of the frame and plain stores. Returns false (nothing done)
+ * write); then the journal records of the words, top down as the pushes make them (one run,
+ * which the entry stub's first push extends), and plain stores. Returns false (nothing done)
  * when the word-by-word path must run.
  */
 function frameAtOnce(c: Cpu, a: number, sHi: number, image: number, ripLo: number, ripHi: number, ec: number | undefined): boolean {

@@ -118,7 +118,7 @@ export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, t
     if (covered(ignore, key, o, size)) continue;
     const p = mem.pageAt(key), at = real.at[i];
     // (the common case — the callee's stores, made alike by both runs — without the byte loop)
-    if (p !== undefined && sameBytes(real.bytes, at, p.data, o, size)) continue;
+    if (p !== undefined && bytesEqual(real.bytes, at, p.data, o, size)) continue;
     const partly = meets(ignore, key, o, size); // (else no byte of it is ignored)
     for (let k = 0; k < size; k++) {
       const x = real.bytes[at + k], y = p === undefined ? -1 : p.data[o + k];
@@ -164,7 +164,7 @@ export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, t
  * Whether a[i..i+n) equals b[j..j+n) (8 bytes, a word store, unrolled: a loop over typed
  * arrays reloads their length and data pointer per access in this V8).
  */
-export function sameBytes(a: Uint8Array, i: number, b: Uint8Array, j: number, n: number): boolean {
+export function bytesEqual(a: Uint8Array, i: number, b: Uint8Array, j: number, n: number): boolean {
   if (n === 8 && i + 8 <= a.length && j + 8 <= b.length) {
     return a[i] === b[j] && a[i + 1] === b[j + 1] && a[i + 2] === b[j + 2] && a[i + 3] === b[j + 3] &&
       a[i + 4] === b[j + 4] && a[i + 5] === b[j + 5] && a[i + 6] === b[j + 6] && a[i + 7] === b[j + 7];
