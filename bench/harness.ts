@@ -9,14 +9,16 @@ export function report(metric: string, value: number, unit: string, extra: Recor
  * ~1 s, and returns the rate of the best of three rounds (least disturbed by the machine).
  */
 export function timeIt(fn: () => number, seconds = 1): { rate: number } {
-  const until = (s: number): number => {
-    const t0 = performance.now();
-    let n = 0;
-    while (performance.now() - t0 < s * 1000) n += fn();
-    return n / ((performance.now() - t0) / 1000);
-  };
-  until(0.3);
+  rateFor(fn, 0.3);
   let best = 0;
-  for (let r = 0; r < 3; r++) best = Math.max(best, until(seconds / 3));
+  for (let r = 0; r < 3; r++) best = Math.max(best, rateFor(fn, seconds / 3));
   return { rate: best };
+}
+
+/** Calls `fn` (which returns the units of work it did) for ~`seconds`; the rate, units per second. */
+export function rateFor(fn: () => number, seconds: number): number {
+  const t0 = performance.now();
+  let n = 0;
+  while (performance.now() - t0 < seconds * 1000) n += fn();
+  return n / ((performance.now() - t0) / 1000);
 }

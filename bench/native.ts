@@ -9,17 +9,22 @@ import { report } from "./harness.js";
  * The native anchor: the real CPU doing only the trap and the emulation of a call through Linux's
  * signal path (bench/native/sigtrap_call.c: int3, a SIGTRAP handler that edits the ucontext to push
  * the return address and jump, resume). Compiled with the system C compiler into a temporary
- * directory, for -m64 and, where the toolchain supports it (gcc-multilib), -m32.
+ * directory, for -m64 and, where the toolchain supports it (gcc-multilib), -m32. Its rounds are
+ * run one at a time between the check's rounds (bench/check.ts): this VM's speed swings by tens of
+ * percent from one second to the next, so figures taken minutes apart are not comparable.
  */
 
-type Bits = "64" | "32";
-type Outcome = { rate: number } | { skipped: string };
+export type Bits = "64" | "32";
+export type Outcome = { rate: number } | { skipped: string };
+/** One timed round of a compiled native program. */
+export interface NativeRound { readonly round: () => Outcome }
+type Built = { exe: string } | { skipped: string };
 
 const UNIT = "roundtrips/s";
 const COMPILE_TIMEOUT_MS = 60_000;
 const RUN_TIMEOUT_MS = 30_000;
 
-let cache: Record<Bits, Outcome> | undefined;
+let programs: Record<Bits, NativeRound | { skipped: string }> | undefined;
 
 /** The C source: next to this file under bench/, or (when run from dist/bench/) back in the repo's bench/. */
 function findSource(): string | undefined {
@@ -59,13 +64,18 @@ function processFailure(what: string, r: SpawnSyncReturns<string>): string | und
   return undefined;
 }
 
-function measureOne(cc: string, src: string, dir: string, bits: Bits): Outcome {
+/** Compiles the program for `bits` into `dir`: the executable's path, or why not. */
+function compileOne(cc: string, src: string, dir: string, bits: Bits): Built {
   const exe = join(dir, `sigtrap_call.${bits}`);
   const c = spawnSync(cc, ["-O2", "-Wall", `-m${bits}`, src, "-o", exe], { encoding: "utf8", timeout: COMPILE_TIMEOUT_MS });
   const cfail = processFailure(`${cc} -m${bits} failed`, c);
   if (cfail) return { skipped: bits === "32" ? `${cfail} (gcc-multilib missing?)` : cfail };
+  return { exe };
+}
 
-  const r = spawnSync(exe, [], { encoding: "utf8", timeout: RUN_TIMEOUT_MS });
+/** One run of the program: a warm-up and `rounds` timed rounds; the best round's rate, or why not. */
+function runOne(exe: string, rounds: number): Outcome {
+  const r = spawnSync(exe, [String(rounds)], { encoding: "utf8", timeout: RUN_TIMEOUT_MS });
   const rfail = processFailure("run failed", r);
   if (rfail) return { skipped: rfail };
   const line = (r.stdout ?? "").trim().split("\n").pop() ?? "";
@@ -81,9 +91,14 @@ function measureOne(cc: string, src: string, dir: string, bits: Bits): Outcome {
   return { skipped: `unexpected output: ${line.slice(0, 200)}` };
 }
 
-function measure(): Record<Bits, Outcome> {
-  if (cache) return cache;
-  let result: Record<Bits, Outcome>;
+/**
+ * The native programs, compiled once into a temporary directory (removed at exit): per width,
+ * a function that runs one timed round of ~0.25 s (after its own ~0.1 s warm-up) and returns
+ * its rate, or why the width is skipped. Never throws.
+ */
+export function nativePrograms(): Record<Bits, NativeRound | { skipped: string }> {
+  if (programs) return programs;
+  let result: Record<Bits, NativeRound | { skipped: string }>;
   try {
     const src = findSource();
     const cc = findCompiler();
@@ -98,42 +113,24 @@ function measure(): Record<Bits, Outcome> {
       result = { "64": s, "32": s };
     } else {
       const dir = mkdtempSync(join(tmpdir(), "int3bed-native-"));
-      try {
-        result = { "64": measureOne(cc, src, dir, "64"), "32": measureOne(cc, src, dir, "32") };
-      } finally {
-        rmSync(dir, { recursive: true, force: true });
-      }
+      process.once("exit", () => rmSync(dir, { recursive: true, force: true }));
+      const one = (bits: Bits): NativeRound | { skipped: string } => {
+        const b = compileOne(cc, src, dir, bits);
+        return "exe" in b ? { round: () => runOne(b.exe, 1) } : b;
+      };
+      result = { "64": one("64"), "32": one("32") };
     }
   } catch (e) {
     const s = { skipped: `error: ${e instanceof Error ? e.message : String(e)}` };
     result = { "64": s, "32": s };
   }
-  cache = result;
+  programs = result;
   return result;
 }
 
-/** The native round-trip rates (measured once per process, then cached); a width is absent if it was skipped. */
-export function nativeRates(): { "64"?: number; "32"?: number } {
-  const m = measure();
-  const out: { "64"?: number; "32"?: number } = {};
-  for (const bits of ["64", "32"] as const) {
-    const o = m[bits];
-    if ("rate" in o) out[bits] = o.rate;
-  }
-  return out;
-}
-
-/** Prints native.sigtrap_call.64 and native.sigtrap_call.32 (or a skipped line with value null). Never throws. */
-export function benchNative(): void {
-  try {
-    const m = measure();
-    for (const bits of ["64", "32"] as const) {
-      const metric = `native.sigtrap_call.${bits}`;
-      const o = m[bits];
-      if ("rate" in o) report(metric, o.rate, UNIT);
-      else console.log(JSON.stringify({ metric, value: null, unit: UNIT, skipped: o.skipped }));
-    }
-  } catch (e) {
-    console.error(`benchNative: ${e instanceof Error ? e.message : String(e)}`);
-  }
+/** Prints native.sigtrap_call.<bits> for a width measured (best round) or skipped (value null). */
+export function reportNative(bits: Bits, o: Outcome): void {
+  const metric = `native.sigtrap_call.${bits}`;
+  if ("rate" in o) report(metric, o.rate, UNIT);
+  else console.log(JSON.stringify({ metric, value: null, unit: UNIT, skipped: o.skipped }));
 }

@@ -16,8 +16,9 @@
  * editing REG_UESP instead of REG_ESP on i386 — still "works", because the callee's `ret` then returns
  * straight to the loop, skipping site + 5.)
  *
- * The run is chosen by time: ~0.1 s warm-up, then three rounds of ~0.25 s; the best round's rate is
- * printed as one JSON line {"bits","rate","iterations","seconds"}. If either counter does not equal
+ * The run is chosen by time: ~0.1 s warm-up, then three rounds of ~0.25 s (or as many as the first
+ * argument says, 1 to 100: the benchmark runs one round at a time, between rounds of the check it is
+ * compared with); the best round's rate is printed as one JSON line {"bits","rate","iterations","seconds"}. If either counter does not equal
  * the number of iterations, or the handler sees a trap at an unexpected address, it exits 1.
  *
  * Build: gcc -O2 -Wall -m64 (or -m32) sigtrap_call.c -o sigtrap_call
@@ -115,7 +116,14 @@ static uint64_t run_for(site_fn fn, double seconds, double *elapsed) {
   return n;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+  int rounds = 3;
+  if (argc > 1) {
+    char *end;
+    long v = strtol(argv[1], &end, 10);
+    if (*end != 0 || v < 1 || v > 100) die("usage: sigtrap_call [rounds 1-100]");
+    rounds = (int)v;
+  }
   long page = sysconf(_SC_PAGESIZE);
   if (page <= 0) page = 4096;
   /* Two adjacent pages: [code][data]. */
@@ -150,7 +158,7 @@ int main(void) {
 
   double best_rate = 0, best_t = 0;
   uint64_t best_n = 0;
-  for (int r = 0; r < 3; r++) {
+  for (int r = 0; r < rounds; r++) {
     uint64_t n = run_for(fn, 0.25, &t);
     total += n;
     if ((double)n / t > best_rate) {
