@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { UsageError } from "../errors.js";
 import { CpuFault, PF, Vec } from "./events.js";
 import type { Journal } from "./journal.js";
@@ -494,7 +495,15 @@ export class Memory {
       // calls instead of ≈ 7 — was no faster and cost ≈ 400 instructions more a check.)
       const d = p.data;
       let w = Math.min(plen, n), ph = k % plen;
-      for (let i = 0; i < w; i++) { d[off + i] = pattern[ph]; if (++ph === plen) ph = 0; }
+      if (n >= FILL_NATIVE_MIN && pattern.buffer !== d.buffer) {
+        // the bytes before the pattern's next period start, then Node's Buffer fill from there
+        // (one native call that repeats the pattern by doubling copies itself: ≈ 1.1 k host
+        // instructions for a 1,280-byte window against ≈ 2.6 k for the copyWithin calls below)
+        const head = ph === 0 ? 0 : plen - ph;
+        for (let i = 0; i < head; i++) d[off + i] = pattern[ph + i];
+        BUFFER_FILL.call(d, pattern, off + head, off + n);
+        w = n;
+      } else for (let i = 0; i < w; i++) { d[off + i] = pattern[ph]; if (++ph === plen) ph = 0; }
       while (w < n) {
         const c = Math.min(w, n - w);
         d.copyWithin(off + w, off, off + c);
@@ -683,6 +692,15 @@ function zeroed(n: number, i: number, p: Page, off: number, size: number): boole
 function copyFromArray(d: Uint8Array, off: number, bytes: readonly number[], k: number, n: number): void {
   for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
 }
+
+/**
+ * Node's `Buffer.prototype.fill` with a byte-array value: fills [start, end) of any Uint8Array
+ * with the value repeated from its first byte (native code: a copy of the value, then doubling
+ * copies). fillAt takes it for ranges of at least FILL_NATIVE_MIN bytes, where it costs less
+ * than one period in JS and a copyWithin call per doubling; under that the JS path is cheaper.
+ */
+const BUFFER_FILL = Buffer.prototype.fill as (this: Uint8Array, value: Uint8Array, start: number, end: number) => Uint8Array;
+const FILL_NATIVE_MIN = 256;
 
 /** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */
 const FRESH: (Page | null)[] = [null, null, null, null, null, null, null, null];
