@@ -435,6 +435,24 @@ export class Memory {
   }
 
   /**
+   * mapPage and loadAt in one, for a page not mapped yet: maps page `key` fresh with `perm`
+   * and puts the first `len` bytes of `bytes` at offset `off` (within the page). Its old
+   * bytes are zeros by construction, so the journal keeps one mapping entry that also names
+   * the laid range (rollback zeroes it when it unmaps the page) instead of a mapping and a
+   * zero-fill entry. Returns false, doing nothing, when the page is mapped, the bytes run
+   * past it, or a beforeLoad hook wants to see the load: the caller maps and loads as usual.
+   */
+  mapFresh(key: number, perm: number, off: number, bytes: readonly number[], len: number): boolean {
+    if (this.beforeLoad !== null || off + len > PAGE_SIZE || this.index.get(key) !== undefined) return false;
+    const p = this.freshPage(perm);
+    copyFromArray(p.data, off, bytes, 0, len);
+    if (this.journal !== null) this.journal.mapping(key, undefined, off, len);
+    this.put(key, p);
+    this.gen++; // (as loadAt)
+    return true;
+  }
+
+  /**
    * `load` at the address (lo, hi) of the first `len` bytes of `bytes`. `oldZero`: the caller
    * knows the bytes there are all zero now (a page it just mapped): the journal then keeps
    * no copy of them (see Journal.recordZero).
@@ -594,8 +612,13 @@ export class Memory {
         if (cur !== undefined && cur.crossIn) { const h = Math.floor(key / 1048576); this.invalidate(cur, ((key - h * 1048576) << 12) | 0, h | 0, 0, 1); }
         this.dropSlots(key);
         if (prev === undefined) {
-          // a page mapped inside the journal whose every write was undone above is zero again
-          if (cur !== undefined && cur.epoch === this.epoch) this.recycle(cur);
+          // a page mapped inside the journal whose every write was undone above is zero again,
+          // once the bytes mapFresh laid with the mapping are zeroed (none: vlo 0)
+          if (cur !== undefined && cur.epoch === this.epoch) {
+            const laid = vlo[i];
+            if (laid !== 0) { const o = offs[i]; zeroBytes(cur.data, cur.i32, o, o + laid); }
+            this.recycle(cur);
+          }
         } else this.put(key, prev);
         remapped = true;
         continue;

@@ -182,20 +182,28 @@ function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   // the site's page, and the next when the bytes laid there (instruction + HLT) run into it;
   // the same for the target (a run that strays past them takes #PF there instead of running
   // zeros to the step limit: unequal to the real run either way)
-  const sKey = pageKey(sLo, sHi);
-  mem.mapPage(sKey, Perm.R | Perm.X);
-  if ((sLo & 4095) + len + 1 > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
+  // A page not mapped yet is mapped with its bytes in one step (mapFresh), else mapped, then
+  // loaded. The target's bytes go first and the site's last: a target right after the site
+  // (rel 0) runs the site's HLT.
   if (!e.cookieMapped) mem.mapPage(wide ? COOKIE_PAGE_64 : COOKIE_PAGE_32, Perm.R | Perm.W);
   if (!fentry) {
     const tKey = pageKey(tLo, tHi);
     const code = kind !== "call" ? HLT : wide ? CALLEE_64 : CALLEE_32;
-    const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
-    const spill = (tLo & 4095) + code.length > 4096;
-    if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
-    // on a page mapped just now (zero: the journal keeps no copy), unless it runs into the next
-    mem.loadAt(tLo, tHi, code, code.length, fresh && !spill);
+    if (!mem.mapFresh(tKey, Perm.R | Perm.X, tLo & 4095, code, code.length)) {
+      const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
+      const spill = (tLo & 4095) + code.length > 4096;
+      if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
+      // on a page mapped just now (zero: the journal keeps no copy), unless it runs into the next
+      mem.loadAt(tLo, tHi, code, code.length, fresh && !spill);
+    }
   }
-  mem.loadAt(sLo, sHi, SITE_BYTES, realBytesHltInto(SITE_BYTES, kind, len, c.cc, sLo, tLo));
+  const sKey = pageKey(sLo, sHi);
+  const sn = realBytesHltInto(SITE_BYTES, kind, len, c.cc, sLo, tLo); // (len + 1: the HLT)
+  if (!mem.mapFresh(sKey, Perm.R | Perm.X, sLo & 4095, SITE_BYTES, sn)) {
+    mem.mapPage(sKey, Perm.R | Perm.X);
+    if ((sLo & 4095) + sn > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
+    mem.loadAt(sLo, sHi, SITE_BYTES, sn);
+  }
   const task = c.stack === "task";
   const stackBase = task ? L.stack : L.irqStack;
   const bLo = wide ? (task ? STACK_LO_64 : IRQ_LO_64) : task ? STACK_LO_32 : IRQ_LO_32, bHi = wide ? (task ? STACK_HI_64 : IRQ_HI_64) : 0;
