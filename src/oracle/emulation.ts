@@ -189,7 +189,8 @@ function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   if (!fentry) {
     const tKey = pageKey(tLo, tHi);
     const code = kind !== "call" ? HLT : wide ? CALLEE_64 : CALLEE_32;
-    if (!mem.mapFresh(tKey, Perm.R | Perm.X, tLo & 4095, code, code.length)) {
+    const words = kind !== "call" ? HLT_W : wide ? CALLEE_64_W : CALLEE_32_W;
+    if (!mem.mapFresh(tKey, Perm.R | Perm.X, tLo & 4095, words, code.length)) {
       const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
       const spill = (tLo & 4095) + code.length > 4096;
       if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
@@ -199,7 +200,7 @@ function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   }
   const sKey = pageKey(sLo, sHi);
   const sn = realBytesHltInto(SITE_BYTES, kind, len, c.cc, sLo, tLo); // (len + 1: the HLT)
-  if (!mem.mapFresh(sKey, Perm.R | Perm.X, sLo & 4095, SITE_BYTES, sn)) {
+  if (!mem.mapFresh(sKey, Perm.R | Perm.X, sLo & 4095, SITE_WORDS, sn)) {
     mem.mapPage(sKey, Perm.R | Perm.X);
     if ((sLo & 4095) + sn > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
     mem.loadAt(sLo, sHi, SITE_BYTES, sn);
@@ -244,11 +245,11 @@ class Layout implements CaseLayout {
 /** runEmuCase's layout (armSite and the diff read it; the result keeps only the target). */
 const RUN_LAYOUT = new Layout();
 
-/** The bytes laid at the site (reused: loadAt copies them). */
-const SITE_BYTES: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
+/** The bytes laid at the site (reused: mapFresh and loadAt copy them), and as int32 words. */
+const SITE_BYTES = new Uint8Array(8), SITE_WORDS = new Int32Array(SITE_BYTES.buffer);
 
 /** realBytesHlt written into `out` (`len`: the instruction's length); returns the count. */
-function realBytesHltInto(out: number[], kind: PatchKind, len: number, cc: number, siteLo: number, targetLo: number): number {
+function realBytesHltInto(out: Uint8Array, kind: PatchKind, len: number, cc: number, siteLo: number, targetLo: number): number {
   const r = (targetLo - siteLo - len) | 0;
   const r0 = r & 0xff, r1 = (r >>> 8) & 0xff, r2 = (r >>> 16) & 0xff, r3 = r >>> 24;
   let n: number;
@@ -266,7 +267,7 @@ function realBytesHltInto(out: number[], kind: PatchKind, len: number, cc: numbe
 }
 
 /** Bytes a..g into out[0..6]; returns `n` (no closure per call). */
-function put(out: number[], a: number, b: number, c: number, d: number, e: number, f: number, g: number, n: number): number {
+function put(out: Uint8Array, a: number, b: number, c: number, d: number, e: number, f: number, g: number, n: number): number {
   out[0] = a; out[1] = b; out[2] = c; out[3] = d; out[4] = e; out[5] = f; out[6] = g;
   return n;
 }
@@ -282,6 +283,13 @@ const STACK_LO_64 = loOf(LAYOUT_64.stack), STACK_HI_64 = hiOf(LAYOUT_64.stack), 
 const IRQ_LO_64 = loOf(LAYOUT_64.irqStack), IRQ_HI_64 = hiOf(LAYOUT_64.irqStack), IRQ_LO_32 = loOf(LAYOUT_32.irqStack);
 const CALLEE_64: readonly number[] = CALLEE[64], CALLEE_32: readonly number[] = CALLEE[32];
 const HLT = [0xf4];
+/** Bytes as little-endian int32 words (the last one padded with zeros), for mapFresh. */
+function wordsOf(bytes: readonly number[]): Int32Array {
+  const w = new Int32Array((bytes.length + 3) >> 2);
+  new Uint8Array(w.buffer).set(bytes);
+  return w;
+}
+const CALLEE_64_W = wordsOf(CALLEE_64), CALLEE_32_W = wordsOf(CALLEE_32), HLT_W = wordsOf(HLT);
 
 /**
  * Restores the pristine kernel and lays the case out (see layCase), returning the state S
