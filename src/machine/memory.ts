@@ -445,7 +445,9 @@ export class Memory {
    * past it, or a beforeLoad hook wants to see the load: the caller maps and loads as usual.
    */
   mapFresh(key: number, perm: number, off: number, words: Int32Array, len: number): boolean {
-    if (this.beforeLoad !== null || off + len > PAGE_SIZE || this.index.get(key) !== undefined) return false;
+    if (this.beforeLoad !== null || off + len > PAGE_SIZE) return false;
+    const slot = this.index.find(key); // (one probe finds it absent and where it goes)
+    if (slot >= 0) return false;
     const p = this.freshPage(perm);
     const dv = p.dv, nw = len >> 2, r = len & 3;
     for (let q = 0; q < nw; q++) dv.setInt32(off + 4 * q, words[q], true);
@@ -456,7 +458,7 @@ export class Memory {
       if (r > 2) d[o + 2] = v >>> 16;
     }
     if (this.journal !== null) this.journal.mapping(key, undefined, off, len);
-    this.put(key, p);
+    this.index.addAt(slot, key, p);
     this.gen++; // (as loadAt)
     return true;
   }
@@ -588,18 +590,11 @@ export class Memory {
     const old = j.old, keys = j.keys, offs = j.offs, sizes = j.sizes, at = j.at, vlo = j.vlo, vhi = j.vhi, pages = j.pages;
     const slow = j.slowBelow; // (nothing below changes it before the end)
     // Pages mapped fresh after `mark` go back to the spare list below, their decode caches
-    // emptied there (recycle): writes to them need no invalidation on the way.
-    let nFresh = 0;
-    const maps = j.mapAt, from = Math.max(mark, slow);
-    let q = j.nMaps;
-    while (q > 0 && maps[q - 1] >= from) q--;
-    for (; q < j.nMaps && nFresh < FRESH.length; q++) {
-      const i = maps[q];
-      if (pages[i] === undefined) {
-        const cur = this.index.get(keys[i]);
-        if (cur !== undefined && cur.epoch === this.epoch) FRESH[nFresh++] = cur;
-      }
-    }
+    // emptied there (recycle): writes to them need no invalidation on the way. They are
+    // listed (freshSince) when an undone write first meets decoded code (-1: not yet).
+    let nFresh = -1;
+    const from = Math.max(mark, slow);
+    let q: number;
     // Zero fills after `mark` (recordZero): undoing one writes zeros over its range, so a
     // later entry wholly inside it (on the page object it names) needs no bytes put back first.
     let nZero = 0;
@@ -642,7 +637,8 @@ export class Memory {
       }
       const off = offs[i];
       // (an entry of 8 bytes or less costs less to put back than to look up)
-      if (size > 8 && nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      if (size > 8 && vhi[i] === 1) zeroBytes(p.data, p.i32, off, off + size); // (recordZero; first: a zero fill inside an older one may as well write its zeros)
+      else if (size > 8 && nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
       else if (size === 8) {
         if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
         else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
@@ -655,9 +651,12 @@ export class Memory {
       else if ((off & 3) === 0) copyAligned(old, j.oldW, at[i], p.data, p.i32, off, size); // (at[i] is word-aligned)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
-      if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
-        const h = Math.floor(key / 1048576), hi = h | 0, lo = (((key - h * 1048576) << 12) | off) | 0;
-        this.invalidate(p, lo, hi, off, size);
+      if (p.code !== null || p.crossIn) {
+        if (nFresh < 0) nFresh = this.freshSince(j, from);
+        if (!(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
+          const h = Math.floor(key / 1048576), hi = h | 0, lo = (((key - h * 1048576) << 12) | off) | 0;
+          this.invalidate(p, lo, hi, off, size);
+        }
       }
     }
     for (let k = 0; k < nFresh; k++) FRESH[k] = null;
@@ -665,6 +664,26 @@ export class Memory {
     j.truncate(mark);
     if (j.slowBelow > mark) j.slowBelow = mark;
     if (remapped) this.gen++; // (the translations of the remapped pages went with dropSlots)
+  }
+
+  /**
+   * Lists in FRESH (returns how many) the pages now held under the fresh mappings (mapped
+   * where nothing was) recorded from entry `from` on and not undone yet, this epoch's own:
+   * rollback unmaps each of them further on (recycled, or left to a snapshot), so a write
+   * undone on one of them needs no invalidation. (A mapping undone already left no page.)
+   */
+  private freshSince(j: Journal, from: number): number {
+    const maps = j.mapAt, pages = j.pages, keys = j.keys;
+    let n = 0, q = j.nMaps;
+    while (q > 0 && maps[q - 1] >= from) q--;
+    for (; q < j.nMaps && n < FRESH.length; q++) {
+      const i = maps[q];
+      if (pages[i] === undefined) {
+        const cur = this.index.get(keys[i]);
+        if (cur !== undefined && cur.epoch === this.epoch) FRESH[n++] = cur;
+      }
+    }
+    return n;
   }
 
   /** Forgets the cached translations of page `key` (its slot in each TLB, when it holds it). */
