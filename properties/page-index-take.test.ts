@@ -24,3 +24,23 @@ describe("page index: take", () => {
     }), { numRuns: 200 });
   });
 });
+
+// PageIndex.find + addAt (mapFresh's one-probe insertion) ≡ a Map's has, then set when absent,
+// in crowded tables that grow (rehash) and lose keys (backward shifts).
+describe("page index: find and addAt", () => {
+  test("find says whether a key is held; addAt at its answer holds the page, the rest stays found", () => {
+    fc.assert(fc.property(fc.array(fc.record({ op: fc.constantFrom("add" as const, "take" as const), key }), { maxLength: 150 }), (ops) => {
+      const idx = new PageIndex(16), model = new Map<number, Page>();
+      ops.forEach((o, n) => {
+        if (o.op === "take") { model.delete(o.key); idx.take(o.key); return; }
+        const f = idx.find(o.key);
+        expect(f >= 0).toBe(model.has(o.key));
+        if (f >= 0) return;
+        const p = new Page(new Uint8Array(4096), Perm.R, n);
+        idx.addAt(f, o.key, p); model.set(o.key, p);
+        for (const r of REGIONS) for (let i = 0; i <= 30; i++) expect(idx.get(r + i)).toBe(model.get(r + i));
+        expect(idx.size).toBe(model.size);
+      });
+    }), { numRuns: 200 });
+  });
+});

@@ -227,10 +227,16 @@ export class Journal {
     return i;
   }
 
-  /** Records a mapping change of page `key`; `prev` is the page object it had (undefined: unmapped). */
-  mapping(key: number, prev: Page | undefined): void {
+  /**
+   * Records a mapping change of page `key`; `prev` is the page object it had (undefined: none).
+   * `laid` > 0 (with `prev` undefined): the page was mapped fresh with `laid` bytes put at
+   * `off` at once (Memory.mapFresh): undoing the mapping zeroes them before the page goes back
+   * to the spare pages (its offs/vlo; a plain mapping has vlo 0).
+   */
+  mapping(key: number, prev: Page | undefined, off = 0, laid = 0): void {
     if (this.broken) return;
-    const i = this.entry(prev, key, 0, 0);
+    const i = this.entry(prev, key, off, 0);
+    this.vlo[i] = laid;
     this.tailPage = null;
     if (this.nMaps === this.mapAt.length) { const a = new Int32Array(2 * this.nMaps); a.set(this.mapAt); this.mapAt = a; }
     this.mapAt[this.nMaps++] = i;

@@ -1,3 +1,4 @@
+import { Buffer } from "node:buffer";
 import { UsageError } from "../errors.js";
 import { CpuFault, PF, Vec } from "./events.js";
 import type { Journal } from "./journal.js";
@@ -434,6 +435,35 @@ export class Memory {
   }
 
   /**
+   * mapPage and loadAt in one, for a page not mapped yet: maps page `key` fresh with `perm`
+   * and puts `len` bytes at offset `off` (within the page), given as little-endian int32
+   * words (`words[q]` holds bytes 4q..4q+3: whole words go in as unaligned word stores; a byte
+   * loop from a number array cost ≈ 35 host instructions a byte here). Its old
+   * bytes are zeros by construction, so the journal keeps one mapping entry that also names
+   * the laid range (rollback zeroes it when it unmaps the page) instead of a mapping and a
+   * zero-fill entry. Returns false, doing nothing, when the page is mapped, the bytes run
+   * past it, or a beforeLoad hook wants to see the load: the caller maps and loads as usual.
+   */
+  mapFresh(key: number, perm: number, off: number, words: Int32Array, len: number): boolean {
+    if (this.beforeLoad !== null || off + len > PAGE_SIZE) return false;
+    const slot = this.index.find(key); // (one probe finds it absent and where it goes)
+    if (slot >= 0) return false;
+    const p = this.freshPage(perm);
+    const dv = p.dv, nw = len >> 2, r = len & 3;
+    for (let q = 0; q < nw; q++) dv.setInt32(off + 4 * q, words[q], true);
+    if (r !== 0) {
+      const d = p.data, o = off + 4 * nw, v = words[nw];
+      d[o] = v;
+      if (r > 1) d[o + 1] = v >>> 8;
+      if (r > 2) d[o + 2] = v >>> 16;
+    }
+    if (this.journal !== null) this.journal.mapping(key, undefined, off, len);
+    this.index.addAt(slot, key, p);
+    this.gen++; // (as loadAt)
+    return true;
+  }
+
+  /**
    * `load` at the address (lo, hi) of the first `len` bytes of `bytes`. `oldZero`: the caller
    * knows the bytes there are all zero now (a page it just mapped): the journal then keeps
    * no copy of them (see Journal.recordZero).
@@ -494,7 +524,15 @@ export class Memory {
       // calls instead of ≈ 7 — was no faster and cost ≈ 400 instructions more a check.)
       const d = p.data;
       let w = Math.min(plen, n), ph = k % plen;
-      for (let i = 0; i < w; i++) { d[off + i] = pattern[ph]; if (++ph === plen) ph = 0; }
+      if (n >= FILL_NATIVE_MIN && pattern.buffer !== d.buffer) {
+        // the bytes before the pattern's next period start, then Node's Buffer fill from there
+        // (one native call that repeats the pattern by doubling copies itself: ≈ 1.1 k host
+        // instructions for a 1,280-byte window against ≈ 2.6 k for the copyWithin calls below)
+        const head = ph === 0 ? 0 : plen - ph;
+        for (let i = 0; i < head; i++) d[off + i] = pattern[ph + i];
+        BUFFER_FILL.call(d, pattern, off + head, off + n);
+        w = n;
+      } else for (let i = 0; i < w; i++) { d[off + i] = pattern[ph]; if (++ph === plen) ph = 0; }
       while (w < n) {
         const c = Math.min(w, n - w);
         d.copyWithin(off + w, off, off + c);
@@ -552,18 +590,11 @@ export class Memory {
     const old = j.old, keys = j.keys, offs = j.offs, sizes = j.sizes, at = j.at, vlo = j.vlo, vhi = j.vhi, pages = j.pages;
     const slow = j.slowBelow; // (nothing below changes it before the end)
     // Pages mapped fresh after `mark` go back to the spare list below, their decode caches
-    // emptied there (recycle): writes to them need no invalidation on the way.
-    let nFresh = 0;
-    const maps = j.mapAt, from = Math.max(mark, slow);
-    let q = j.nMaps;
-    while (q > 0 && maps[q - 1] >= from) q--;
-    for (; q < j.nMaps && nFresh < FRESH.length; q++) {
-      const i = maps[q];
-      if (pages[i] === undefined) {
-        const cur = this.index.get(keys[i]);
-        if (cur !== undefined && cur.epoch === this.epoch) FRESH[nFresh++] = cur;
-      }
-    }
+    // emptied there (recycle): writes to them need no invalidation on the way. They are
+    // listed (freshSince) when an undone write first meets decoded code (-1: not yet).
+    let nFresh = -1;
+    const from = Math.max(mark, slow);
+    let q: number;
     // Zero fills after `mark` (recordZero): undoing one writes zeros over its range, so a
     // later entry wholly inside it (on the page object it names) needs no bytes put back first.
     let nZero = 0;
@@ -585,8 +616,13 @@ export class Memory {
         if (cur !== undefined && cur.crossIn) { const h = Math.floor(key / 1048576); this.invalidate(cur, ((key - h * 1048576) << 12) | 0, h | 0, 0, 1); }
         this.dropSlots(key);
         if (prev === undefined) {
-          // a page mapped inside the journal whose every write was undone above is zero again
-          if (cur !== undefined && cur.epoch === this.epoch) this.recycle(cur);
+          // a page mapped inside the journal whose every write was undone above is zero again,
+          // once the bytes mapFresh laid with the mapping are zeroed (none: vlo 0)
+          if (cur !== undefined && cur.epoch === this.epoch) {
+            const laid = vlo[i];
+            if (laid !== 0) { const o = offs[i]; zeroBytes(cur.data, cur.i32, o, o + laid); }
+            this.recycle(cur);
+          }
         } else this.put(key, prev);
         remapped = true;
         continue;
@@ -601,7 +637,8 @@ export class Memory {
       }
       const off = offs[i];
       // (an entry of 8 bytes or less costs less to put back than to look up)
-      if (size > 8 && nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      if (size > 8 && vhi[i] === 1) zeroBytes(p.data, p.i32, off, off + size); // (recordZero; first: a zero fill inside an older one may as well write its zeros)
+      else if (size > 8 && nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
       else if (size === 8) {
         if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
         else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
@@ -614,9 +651,12 @@ export class Memory {
       else if ((off & 3) === 0) copyAligned(old, j.oldW, at[i], p.data, p.i32, off, size); // (at[i] is word-aligned)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
-      if ((p.code !== null || p.crossIn) && !(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
-        const h = Math.floor(key / 1048576), hi = h | 0, lo = (((key - h * 1048576) << 12) | off) | 0;
-        this.invalidate(p, lo, hi, off, size);
+      if (p.code !== null || p.crossIn) {
+        if (nFresh < 0) nFresh = this.freshSince(j, from);
+        if (!(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
+          const h = Math.floor(key / 1048576), hi = h | 0, lo = (((key - h * 1048576) << 12) | off) | 0;
+          this.invalidate(p, lo, hi, off, size);
+        }
       }
     }
     for (let k = 0; k < nFresh; k++) FRESH[k] = null;
@@ -624,6 +664,26 @@ export class Memory {
     j.truncate(mark);
     if (j.slowBelow > mark) j.slowBelow = mark;
     if (remapped) this.gen++; // (the translations of the remapped pages went with dropSlots)
+  }
+
+  /**
+   * Lists in FRESH (returns how many) the pages now held under the fresh mappings (mapped
+   * where nothing was) recorded from entry `from` on and not undone yet, this epoch's own:
+   * rollback unmaps each of them further on (recycled, or left to a snapshot), so a write
+   * undone on one of them needs no invalidation. (A mapping undone already left no page.)
+   */
+  private freshSince(j: Journal, from: number): number {
+    const maps = j.mapAt, pages = j.pages, keys = j.keys;
+    let n = 0, q = j.nMaps;
+    while (q > 0 && maps[q - 1] >= from) q--;
+    for (; q < j.nMaps && n < FRESH.length; q++) {
+      const i = maps[q];
+      if (pages[i] === undefined) {
+        const cur = this.index.get(keys[i]);
+        if (cur !== undefined && cur.epoch === this.epoch) FRESH[n++] = cur;
+      }
+    }
+    return n;
   }
 
   /** Forgets the cached translations of page `key` (its slot in each TLB, when it holds it). */
@@ -683,6 +743,15 @@ function zeroed(n: number, i: number, p: Page, off: number, size: number): boole
 function copyFromArray(d: Uint8Array, off: number, bytes: readonly number[], k: number, n: number): void {
   for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
 }
+
+/**
+ * Node's `Buffer.prototype.fill` with a byte-array value: fills [start, end) of any Uint8Array
+ * with the value repeated from its first byte (native code: a copy of the value, then doubling
+ * copies). fillAt takes it for ranges of at least FILL_NATIVE_MIN bytes, where it costs less
+ * than one period in JS and a copyWithin call per doubling; under that the JS path is cheaper.
+ */
+const BUFFER_FILL = Buffer.prototype.fill as (this: Uint8Array, value: Uint8Array, start: number, end: number) => Uint8Array;
+const FILL_NATIVE_MIN = 256;
 
 /** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */
 const FRESH: (Page | null)[] = [null, null, null, null, null, null, null, null];

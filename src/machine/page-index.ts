@@ -52,6 +52,29 @@ export class PageIndex implements ReadonlyMap<number, Page> {
     if (++this.size * 2 > ks.length) this.rehash(ks.length * 2);
   }
 
+  /**
+   * The slot holding page `key`, or, when it is not held, -1 - the empty slot where it would
+   * go (for `addAt`: a look-up and an insertion with one probe).
+   */
+  find(key: number): number {
+    const ks = this.slotKeys, m = this.mask;
+    let i = slotOf(key) & m;
+    for (;;) {
+      const k = ks[i];
+      if (k === key) return i;
+      if (k === -1) return -1 - i;
+      i = (i + 1) & m;
+    }
+  }
+
+  /** Holds `p` as page `key`, not held: `found` is what `find(key)` returned, with no change since. */
+  addAt(found: number, key: number, p: Page): void {
+    const i = -1 - found;
+    this.slotKeys[i] = key;
+    this.slotVals[i] = p;
+    if (++this.size * 2 > this.slotKeys.length) this.rehash(this.slotKeys.length * 2);
+  }
+
   /** Drops page `key`; whether it was held. */
   delete(key: number): boolean {
     return this.take(key) !== undefined;

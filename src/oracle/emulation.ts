@@ -182,20 +182,29 @@ function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   // the site's page, and the next when the bytes laid there (instruction + HLT) run into it;
   // the same for the target (a run that strays past them takes #PF there instead of running
   // zeros to the step limit: unequal to the real run either way)
-  const sKey = pageKey(sLo, sHi);
-  mem.mapPage(sKey, Perm.R | Perm.X);
-  if ((sLo & 4095) + len + 1 > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
+  // A page not mapped yet is mapped with its bytes in one step (mapFresh), else mapped, then
+  // loaded. The target's bytes go first and the site's last: a target right after the site
+  // (rel 0) runs the site's HLT.
   if (!e.cookieMapped) mem.mapPage(wide ? COOKIE_PAGE_64 : COOKIE_PAGE_32, Perm.R | Perm.W);
   if (!fentry) {
     const tKey = pageKey(tLo, tHi);
     const code = kind !== "call" ? HLT : wide ? CALLEE_64 : CALLEE_32;
-    const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
-    const spill = (tLo & 4095) + code.length > 4096;
-    if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
-    // on a page mapped just now (zero: the journal keeps no copy), unless it runs into the next
-    mem.loadAt(tLo, tHi, code, code.length, fresh && !spill);
+    const words = kind !== "call" ? HLT_W : wide ? CALLEE_64_W : CALLEE_32_W;
+    if (!mem.mapFresh(tKey, Perm.R | Perm.X, tLo & 4095, words, code.length)) {
+      const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
+      const spill = (tLo & 4095) + code.length > 4096;
+      if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
+      // on a page mapped just now (zero: the journal keeps no copy), unless it runs into the next
+      mem.loadAt(tLo, tHi, code, code.length, fresh && !spill);
+    }
   }
-  mem.loadAt(sLo, sHi, SITE_BYTES, realBytesHltInto(SITE_BYTES, kind, len, c.cc, sLo, tLo));
+  const sKey = pageKey(sLo, sHi);
+  const sn = realBytesHltInto(SITE_BYTES, kind, len, c.cc, sLo, tLo); // (len + 1: the HLT)
+  if (!mem.mapFresh(sKey, Perm.R | Perm.X, sLo & 4095, SITE_WORDS, sn)) {
+    mem.mapPage(sKey, Perm.R | Perm.X);
+    if ((sLo & 4095) + sn > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
+    mem.loadAt(sLo, sHi, SITE_BYTES, sn);
+  }
   const task = c.stack === "task";
   const stackBase = task ? L.stack : L.irqStack;
   const bLo = wide ? (task ? STACK_LO_64 : IRQ_LO_64) : task ? STACK_LO_32 : IRQ_LO_32, bHi = wide ? (task ? STACK_HI_64 : IRQ_HI_64) : 0;
@@ -236,11 +245,11 @@ class Layout implements CaseLayout {
 /** runEmuCase's layout (armSite and the diff read it; the result keeps only the target). */
 const RUN_LAYOUT = new Layout();
 
-/** The bytes laid at the site (reused: loadAt copies them). */
-const SITE_BYTES: number[] = [0, 0, 0, 0, 0, 0, 0, 0];
+/** The bytes laid at the site (reused: mapFresh and loadAt copy them), and as int32 words. */
+const SITE_BYTES = new Uint8Array(8), SITE_WORDS = new Int32Array(SITE_BYTES.buffer);
 
 /** realBytesHlt written into `out` (`len`: the instruction's length); returns the count. */
-function realBytesHltInto(out: number[], kind: PatchKind, len: number, cc: number, siteLo: number, targetLo: number): number {
+function realBytesHltInto(out: Uint8Array, kind: PatchKind, len: number, cc: number, siteLo: number, targetLo: number): number {
   const r = (targetLo - siteLo - len) | 0;
   const r0 = r & 0xff, r1 = (r >>> 8) & 0xff, r2 = (r >>> 16) & 0xff, r3 = r >>> 24;
   let n: number;
@@ -258,7 +267,7 @@ function realBytesHltInto(out: number[], kind: PatchKind, len: number, cc: numbe
 }
 
 /** Bytes a..g into out[0..6]; returns `n` (no closure per call). */
-function put(out: number[], a: number, b: number, c: number, d: number, e: number, f: number, g: number, n: number): number {
+function put(out: Uint8Array, a: number, b: number, c: number, d: number, e: number, f: number, g: number, n: number): number {
   out[0] = a; out[1] = b; out[2] = c; out[3] = d; out[4] = e; out[5] = f; out[6] = g;
   return n;
 }
@@ -274,6 +283,13 @@ const STACK_LO_64 = loOf(LAYOUT_64.stack), STACK_HI_64 = hiOf(LAYOUT_64.stack), 
 const IRQ_LO_64 = loOf(LAYOUT_64.irqStack), IRQ_HI_64 = hiOf(LAYOUT_64.irqStack), IRQ_LO_32 = loOf(LAYOUT_32.irqStack);
 const CALLEE_64: readonly number[] = CALLEE[64], CALLEE_32: readonly number[] = CALLEE[32];
 const HLT = [0xf4];
+/** Bytes as little-endian int32 words (the last one padded with zeros), for mapFresh. */
+function wordsOf(bytes: readonly number[]): Int32Array {
+  const w = new Int32Array((bytes.length + 3) >> 2);
+  new Uint8Array(w.buffer).set(bytes);
+  return w;
+}
+const CALLEE_64_W = wordsOf(CALLEE_64), CALLEE_32_W = wordsOf(CALLEE_32), HLT_W = wordsOf(HLT);
 
 /**
  * Restores the pristine kernel and lays the case out (see layCase), returning the state S
