@@ -108,10 +108,11 @@ describe("decode cache by bytes", () => {
         if (cached) { decode(c, lo, hi, page); page.code = null; } // the first decode teaches the form
         const ins = decode(c, lo, hi, page);
         c.sp = 0x10800n; c.flags = 0x2 | b.flags;
-        c.ripLo = ins.nLo; c.ripHi = ins.nHi;
+        const s = (lo >>> 0) + ins.len, nLo = s | 0, nHi = b.bits === 64 ? (hi + (s >= 2 ** 32 ? 1 : 0)) | 0 : 0; // (as the run loop: see Insn)
+        c.ripLo = nLo; c.ripHi = nHi;
         let fault = "";
-        try { ins.exec(c); } catch (e) { fault = String(e); }
-        return { len: ins.len, nLo: ins.nLo, nHi: ins.nHi, mnemonic: ins.mnemonic, bytes: Array.from(ins.bytes), fault, state: saveCpu(c), pushed: m.read64(0x107f8n) };
+        try { ins.exec(c, ins); } catch (e) { fault = String(e); }
+        return { len: ins.len, nLo, nHi, mnemonic: ins.mnemonic, bytes: Array.from(ins.bytes), fault, state: saveCpu(c), pushed: m.read64(0x107f8n) };
       });
       const [ref, got] = results;
       expect(diffCpu(ref.state, got.state)).toEqual([]);

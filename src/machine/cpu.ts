@@ -13,6 +13,7 @@ import { stackRun } from "./stack-runs.js";
 
 /** The mnemonics a fused stack run starts with (stack-runs.ts), as plain numbers for the hot loop. */
 const MN_PUSH = Mnemonic.Push, MN_POP = Mnemonic.Pop;
+const TWO32 = 4294967296;
 
 /** Register numbers (iced-x86 order): RAX RCX RDX RBX RSP RBP RSI RDI R8..R15. */
 export const R = { AX: 0, CX: 1, DX: 2, BX: 3, SP: 4, BP: 5, SI: 6, DI: 7, R8: 8, R9: 9, R10: 10, R11: 11, R12: 12, R13: 13, R14: 14, R15: 15 } as const;
@@ -379,9 +380,10 @@ export class Cpu {
         this.pending = 0;
         return "stopped";
       }
-      this.ripLo = ins.nLo;
-      this.ripHi = ins.nHi;
-      ins.exec(this);
+      const s = (lo >>> 0) + ins.len; // (the next instruction: see Insn)
+      this.ripLo = s | 0;
+      this.ripHi = s < TWO32 ? hi : this.bits === 64 ? (hi + 1) | 0 : 0;
+      ins.exec(this, ins);
     } catch (e) {
       if (!(e instanceof CpuFault)) throw e;
       this.sPage = null;
@@ -421,7 +423,7 @@ export class Cpu {
     let steps = 0;
     const hooked = this.hooks.instruction !== undefined;
     const fuse = this.fuseStacks && !hooked;
-    const mem = this.mem;
+    const mem = this.mem, wide = this.bits === 64;
     // The fetch page and what it was validated against, kept in locals for the hot loop.
     let fPage: Page | null = null, fLo = 0, fHi = 0, fGen = -1;
     while (steps < maxSteps) {
@@ -448,9 +450,10 @@ export class Cpu {
             const k = stackRun(this, ins, fPage, lo, hi, maxSteps - steps, hasUntil, uLo, uHi);
             if (k !== 0) { steps += k; continue; } // (nothing pending after it: see stack-runs.ts)
           }
-          this.ripLo = ins.nLo;
-          this.ripHi = ins.nHi;
-          ins.exec(this);
+          const s = (lo >>> 0) + ins.len; // (the next instruction: see Insn)
+          this.ripLo = s | 0;
+          this.ripHi = s < TWO32 ? hi : wide ? (hi + 1) | 0 : 0;
+          ins.exec(this, ins);
           steps++;
           if (this.pending !== 0) {
             this.pending = 0;
