@@ -13,7 +13,6 @@ import { stackRun } from "./stack-runs.js";
 
 /** The mnemonics a fused stack run starts with (stack-runs.ts), as plain numbers for the hot loop. */
 const MN_PUSH = Mnemonic.Push, MN_POP = Mnemonic.Pop;
-const TWO32 = 4294967296;
 
 /** Register numbers (iced-x86 order): RAX RCX RDX RBX RSP RBP RSI RDI R8..R15. */
 export const R = { AX: 0, CX: 1, DX: 2, BX: 3, SP: 4, BP: 5, SI: 6, DI: 7, R8: 8, R9: 9, R10: 10, R11: 11, R12: 12, R13: 13, R14: 14, R15: 15 } as const;
@@ -380,9 +379,9 @@ export class Cpu {
         this.pending = 0;
         return "stopped";
       }
-      const s = (lo >>> 0) + ins.len; // (the next instruction: see Insn)
-      this.ripLo = s | 0;
-      this.ripHi = s < TWO32 ? hi : this.bits === 64 ? (hi + 1) | 0 : 0;
+      const nl = (lo + ins.len) | 0; // (the next instruction: see Insn; a carry out of the low half when it wraps to >= 0)
+      this.ripLo = nl;
+      this.ripHi = lo < 0 && nl >= 0 ? (this.bits === 64 ? (hi + 1) | 0 : 0) : hi;
       ins.exec(this, ins);
     } catch (e) {
       if (!(e instanceof CpuFault)) throw e;
@@ -450,9 +449,9 @@ export class Cpu {
             const k = stackRun(this, ins, fPage, lo, hi, maxSteps - steps, hasUntil, uLo, uHi);
             if (k !== 0) { steps += k; continue; } // (nothing pending after it: see stack-runs.ts)
           }
-          const s = (lo >>> 0) + ins.len; // (the next instruction: see Insn)
-          this.ripLo = s | 0;
-          this.ripHi = s < TWO32 ? hi : wide ? (hi + 1) | 0 : 0;
+          const nl = (lo + ins.len) | 0; // (the next instruction: see Insn; int32 arithmetic: a carry out of the low half when it wraps to >= 0)
+          this.ripLo = nl;
+          this.ripHi = lo < 0 && nl >= 0 ? (wide ? (hi + 1) | 0 : 0) : hi;
           ins.exec(this, ins);
           steps++;
           if (this.pending !== 0) {
