@@ -259,12 +259,16 @@ function insnOf(e: Compiled): PlacedInsn {
 
 /**
  * Whether `e`'s bytes are at offset `o` of the page `dv` views, for o <= 4096 - 15 (the
- * words read, at o, o + 4, o + 8 and o + 11, end in the page; the last only for an
- * instruction longer than 12 bytes). Byte for byte the same as comparing e.bytes.
+ * words read, at o, o + 4, o + 8 and o + 11, end in the page). Only the words holding bytes
+ * of e are read: bytes fill the words in order, so a word with an empty mask has none after
+ * it (an instruction of up to 4 bytes needs one read). Byte for byte the same as comparing e.bytes.
  */
 function sameBytes(e: Compiled, dv: DataView, o: number): boolean {
-  return (dv.getInt32(o, true) & e.m0) === e.w0 && (dv.getInt32(o + 4, true) & e.m1) === e.w1 &&
-    (dv.getInt32(o + 8, true) & e.m2) === e.w2 && (e.m3 === 0 || (dv.getInt32(o + 11, true) & e.m3) === e.w3);
+  if ((dv.getInt32(o, true) & e.m0) !== e.w0) return false;
+  if (e.m1 === 0) return true;
+  if ((dv.getInt32(o + 4, true) & e.m1) !== e.w1) return false;
+  if (e.m2 === 0) return true;
+  return (dv.getInt32(o + 8, true) & e.m2) === e.w2 && (e.m3 === 0 || (dv.getInt32(o + 11, true) & e.m3) === e.w3);
 }
 
 /**
