@@ -3,7 +3,7 @@ import fc from "fast-check";
 import { Code, Decoder, DecoderOptions, type Instruction, Register as R } from "iced-x86";
 import { Assembler, reg } from "../../src/asm/index.js";
 import { CpuFault, linuxGdt32, Machine, Perm, type SegmentDescriptor } from "../../src/machine/index.js";
-import type { Exec } from "../../src/machine/insn.js";
+import { type Exec, PlacedInsn } from "../../src/machine/insn.js";
 import { diffMemory } from "../../src/machine/state.js";
 
 // Twin machines for comparing a fast-path compilation of an instruction with the generic one:
@@ -22,9 +22,12 @@ export function compileBoth(bits: 32 | 64, bytes: Uint8Array, fast: (ins: Instru
   try { return [fast(ins, bits), slow(ins, bits)]; } finally { ins.free(); d.free(); }
 }
 
+/** The instruction passed to executors that do not read it (Exec's second argument). */
+const NO_INSN = new PlacedInsn(() => undefined, 0, 0, new Uint8Array(0), 0, 0);
+
 /** Runs one executor; "none" or the fault it raised. */
 export function execOn(m: Machine, e: Exec): string {
-  try { e(m.cpu); return "none"; } catch (err) {
+  try { e(m.cpu, NO_INSN); return "none"; } catch (err) {
     if (!(err instanceof CpuFault)) throw err;
     return `${err.vector}/${err.errorCode ?? "-"}/${err.cr2?.toString(16) ?? "-"}`;
   }

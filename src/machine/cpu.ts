@@ -379,9 +379,10 @@ export class Cpu {
         this.pending = 0;
         return "stopped";
       }
-      this.ripLo = ins.nLo;
-      this.ripHi = ins.nHi;
-      ins.exec(this);
+      const nl = (lo + ins.len) | 0; // (the next instruction: see Insn; a carry out of the low half when it wraps to >= 0)
+      this.ripLo = nl;
+      this.ripHi = lo < 0 && nl >= 0 ? (this.bits === 64 ? (hi + 1) | 0 : 0) : hi;
+      ins.exec(this, ins);
     } catch (e) {
       if (!(e instanceof CpuFault)) throw e;
       this.sPage = null;
@@ -421,7 +422,7 @@ export class Cpu {
     let steps = 0;
     const hooked = this.hooks.instruction !== undefined;
     const fuse = this.fuseStacks && !hooked;
-    const mem = this.mem;
+    const mem = this.mem, wide = this.bits === 64;
     // The fetch page and what it was validated against, kept in locals for the hot loop.
     let fPage: Page | null = null, fLo = 0, fHi = 0, fGen = -1;
     while (steps < maxSteps) {
@@ -448,9 +449,10 @@ export class Cpu {
             const k = stackRun(this, ins, fPage, lo, hi, maxSteps - steps, hasUntil, uLo, uHi);
             if (k !== 0) { steps += k; continue; } // (nothing pending after it: see stack-runs.ts)
           }
-          this.ripLo = ins.nLo;
-          this.ripHi = ins.nHi;
-          ins.exec(this);
+          const nl = (lo + ins.len) | 0; // (the next instruction: see Insn; int32 arithmetic: a carry out of the low half when it wraps to >= 0)
+          this.ripLo = nl;
+          this.ripHi = lo < 0 && nl >= 0 ? (wide ? (hi + 1) | 0 : 0) : hi;
+          ins.exec(this, ins);
           steps++;
           if (this.pending !== 0) {
             this.pending = 0;

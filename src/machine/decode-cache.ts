@@ -1,4 +1,4 @@
-import { Decoder, DecoderOptions, OpKind } from "iced-x86";
+import { Decoder, DecoderOptions, Mnemonic, OpKind } from "iced-x86";
 import type { Cpu, DecodeFn } from "./cpu.js";
 import { testCondition } from "./flags.js";
 import type { HostEntry } from "./host.js";
@@ -22,6 +22,12 @@ interface Compiled {
   readonly m0: number; readonly m1: number; readonly m2: number; readonly m3: number;
   /** The cached instruction decoded right after this one (at its end, in the same page) the last time one was: see `follow`. */
   next: Compiled | undefined;
+  /**
+   * The one Insn placed wherever these bytes are (an Insn holds no address: see insn.ts);
+   * null for PUSH and POP, which get one per address (the run loop keeps a fused stack run
+   * on the instruction it starts at: see stack-runs.ts).
+   */
+  readonly insn: PlacedInsn | null;
 }
 
 const TWO32 = 4294967296;
@@ -135,18 +141,17 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
    * these do not depend on their address); a write over them drops them as any other.
    * Leaves lastEnd/lastE at the last one placed.
    */
-  const follow = (c: Cpu, page: Page, end: number, lo: number, hi: number, n: Compiled | undefined): void => {
+  const follow = (page: Page, end: number, n: Compiled | undefined): void => {
     // (place() put the instruction before at lo, in this page: its code array and decodedAt exist)
-    const dv = page.dv, code = page.code as (Insn | undefined)[], at = page.decodedAt as Int32Array, base = lo & ~4095, wide = c.bits === 64;
+    const dv = page.dv, code = page.code as (Insn | undefined)[], at = page.decodedAt as Int32Array;
     let nd = page.decodedN, last: Compiled | undefined;
     for (let k = 0; n !== undefined && k < FOLLOW && end <= 4096 - 15 && code[end] === undefined; n = n.next, k++) {
       if (!sameBytes(n, dv, end)) break;
       // place() and track() for one in a page that already holds code
-      const len = n.len, s = ((base | end) >>> 0) + len;
-      code[end] = new PlacedInsn(n.exec, len, s | 0, wide ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, n.mnemonic, n.bytes, 0, 0);
+      code[end] = n.insn ?? insnOf(n);
       if (nd < TRACKED) at[nd++] = end;
       else if (nd === TRACKED) at[nd++] = -1;
-      end += len;
+      end += n.len;
       last = n;
     }
     page.decodedN = nd;
@@ -160,19 +165,18 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
       if (lastE !== undefined) { if (lastE.next !== e) lastE.next = e; }
       else if (lastForm >= 0 && formNext[lastForm] !== e) formNext[lastForm] = e;
     }
-    const len = e.len;
-    const ins = place(c, page, off, lo, hi, len, e.exec, e.mnemonic, e.bytes, 0, 0);
+    const ins = place(c, page, off, lo, hi, e.insn ?? insnOf(e));
     lastE = e; lastForm = -1;
-    if (inPage) follow(c, page, off + len, lo, hi, e.next);
-    else { lastPage = page; lastEnd = off + len; }
+    if (inPage) follow(page, off + e.len, e.next);
+    else { lastPage = page; lastEnd = off + e.len; }
     return ins;
   };
 
   /** Places the relative branch `form` at `off` and, when `inPage`, what followed one last time (see follow). */
   const placeBranch = (c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, form: number, disp: number, inPage: boolean): Insn => {
-    const ins = place(c, page, off, lo, hi, len, branchExec(form, c.bits, lo, hi, len, disp), forms[form], null, form, disp); // (bytes made when read)
+    const ins = place(c, page, off, lo, hi, new PlacedInsn(branchExec(form, c.bits), len, forms[form], null, form, disp)); // (bytes made when read)
     lastE = undefined; lastForm = form;
-    if (inPage) follow(c, page, off + len, lo, hi, formNext[form]);
+    if (inPage) follow(page, off + len, formNext[form]);
     else { lastPage = page; lastEnd = off + len; }
     return ins;
   };
@@ -220,7 +224,7 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
     if (ib.length > 1 && ins.mnemonic > 0) multi[ib[0]] = 1; // (a valid instruction: its first byte alone is a proper prefix)
     if (two && cached < MAX_CACHED && ib.length > 0 && ib[0] === b0 && (ib.length === 1 || ib[1] === d[off + 1]) &&
       (list === undefined || list.length < 32) && positionIndependent(c.bits, ib)) {
-      const e = compiled(ib, ins.exec, ins.mnemonic);
+      const e = compiled(ib, ins);
       if (ib.length === 1) single[b0] = e;
       else if (list === undefined) (byTwo[b0] ??= new Array<Compiled[] | undefined>(256).fill(undefined))[d[off + 1]] = [e];
       else list.push(e);
@@ -230,8 +234,13 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
   };
 }
 
-/** The cache entry of an instruction with bytes `b` (1 to 15) compiled to `exec`. */
-function compiled(b: Uint8Array, exec: Exec, mnemonic: number): Compiled {
+/**
+ * The cache entry of the instruction `ins` the decoder made from the bytes `b` (1 to 15),
+ * position-independent: `ins` itself is then placed wherever these bytes are, but a PUSH or
+ * POP (see Compiled.insn).
+ */
+function compiled(b: Uint8Array, ins: Insn): Compiled {
+  const exec = ins.exec, mnemonic = ins.mnemonic;
   const w = [0, 0, 0, 0], m = [0, 0, 0, 0];
   for (let i = 0; i < b.length; i++) {
     // bytes 0-11 in words 0-2; bytes 12-14 in the word at 11 (its byte 11 left out of the mask)
@@ -239,17 +248,27 @@ function compiled(b: Uint8Array, exec: Exec, mnemonic: number): Compiled {
     w[k] |= b[i] << sh;
     m[k] |= 0xff << sh;
   }
-  return { bytes: b, len: b.length, exec, mnemonic, w0: w[0], w1: w[1], w2: w[2], w3: w[3], m0: m[0], m1: m[1], m2: m[2], m3: m[3], next: undefined };
+  const shared = mnemonic === Mnemonic.Push || mnemonic === Mnemonic.Pop ? null : ins instanceof PlacedInsn ? ins : new PlacedInsn(exec, b.length, mnemonic, b, 0, 0);
+  return { bytes: b, len: b.length, exec, mnemonic, w0: w[0], w1: w[1], w2: w[2], w3: w[3], m0: m[0], m1: m[1], m2: m[2], m3: m[3], next: undefined, insn: shared };
+}
+
+/** A PUSH or POP's own Insn for one address (see Compiled.insn). */
+function insnOf(e: Compiled): PlacedInsn {
+  return new PlacedInsn(e.exec, e.len, e.mnemonic, e.bytes, 0, 0);
 }
 
 /**
  * Whether `e`'s bytes are at offset `o` of the page `dv` views, for o <= 4096 - 15 (the
- * words read, at o, o + 4, o + 8 and o + 11, end in the page; the last only for an
- * instruction longer than 12 bytes). Byte for byte the same as comparing e.bytes.
+ * words read, at o, o + 4, o + 8 and o + 11, end in the page). Only the words holding bytes
+ * of e are read: bytes fill the words in order, so a word with an empty mask has none after
+ * it (an instruction of up to 4 bytes needs one read). Byte for byte the same as comparing e.bytes.
  */
 function sameBytes(e: Compiled, dv: DataView, o: number): boolean {
-  return (dv.getInt32(o, true) & e.m0) === e.w0 && (dv.getInt32(o + 4, true) & e.m1) === e.w1 &&
-    (dv.getInt32(o + 8, true) & e.m2) === e.w2 && (e.m3 === 0 || (dv.getInt32(o + 11, true) & e.m3) === e.w3);
+  if ((dv.getInt32(o, true) & e.m0) !== e.w0) return false;
+  if (e.m1 === 0) return true;
+  if ((dv.getInt32(o + 4, true) & e.m1) !== e.w1) return false;
+  if (e.m2 === 0) return true;
+  return (dv.getInt32(o + 8, true) & e.m2) === e.w2 && (e.m3 === 0 || (dv.getInt32(o + 11, true) & e.m3) === e.w3);
 }
 
 /**
@@ -276,39 +295,58 @@ const FOLLOW = 8;
 /** Bound on the instructions cached by bytes. */
 const MAX_CACHED = 4096;
 
-/** Caches a compiled instruction at (lo, hi) in its page, as the decoder does. */
-function place(c: Cpu, page: Page, off: number, lo: number, hi: number, len: number, exec: Exec, mnemonic: number, bytes: Uint8Array | null, form: number, disp: number): Insn {
-  const s = (lo >>> 0) + len, wide = c.bits === 64;
-  const insn = new PlacedInsn(exec, len, s | 0, wide ? (hi + (s >= TWO32 ? 1 : 0)) | 0 : 0, mnemonic, bytes, form, disp);
+/** Caches `insn` at (lo, hi) in its page, as the decoder does. */
+function place(c: Cpu, page: Page, off: number, lo: number, hi: number, insn: Insn): Insn {
   let code = page.code;
-  if (code === null) { c.mem.codeAddedAt(lo, wide ? hi : 0); code = page.codeArray(); }
+  if (code === null) { c.mem.codeAddedAt(lo, c.bits === 64 ? hi : 0); code = page.codeArray(); }
   code[off] = insn;
   return track(page, off, insn);
 }
 
-/** The executor of a relative CALL/JMP/Jcc at (lo, hi) of `len` bytes with displacement `disp`. */
-function branchExec(form: number, bits: number, lo: number, hi: number, len: number, disp: number): Exec {
-  const next = (lo >>> 0) + len;
-  let tl: number, th: number;
-  if (bits === 64) {
-    const nHi = (hi + (next >= TWO32 ? 1 : 0)) | 0;
-    const t = (next % TWO32) + disp;
-    tl = t | 0;
-    th = (nHi + Math.floor(t / TWO32)) | 0;
-    // as ops-flow.ts: CALL/JMP, and a Jcc when taken, raise #GP(0) at a non-canonical target
-    if (!isCanonical(tl, th)) {
-      if (form === 0xe8 || form === 0xe9 || form === 0xeb) return (cpu) => cpu.checkTarget(tl, th);
-      const ncc = form & 0xf;
-      return (cpu) => { if (testCondition(ncc, cpu.flags)) cpu.checkTarget(tl, th); };
-    }
-  } else {
-    tl = (next + disp) | 0;
-    th = 0;
-  }
-  if (form === 0xe8) return (cpu) => { cpu.pushW(cpu.ripLo, cpu.ripHi); cpu.ripLo = tl; cpu.ripHi = th; };
-  if (form === 0xe9 || form === 0xeb) return (cpu) => { cpu.ripLo = tl; cpu.ripHi = th; };
+/** The executors of relative branches by form, 64-bit and 32-bit (made when first needed: see branchExec). */
+const BRANCH64: (Exec | undefined)[] = new Array<Exec | undefined>(0x1000).fill(undefined);
+const BRANCH32: (Exec | undefined)[] = new Array<Exec | undefined>(0x1000).fill(undefined);
+
+/**
+ * The executor of the relative CALL/JMP/Jcc `form`: one per form, reading the displacement
+ * from the instruction (Insn.disp) and the next address from RIP (the run loop set it), so
+ * that placing a branch makes no executor of its own. As ops-flow.ts builds from iced's
+ * target: CALL pushes the next address and jumps, JMP jumps, Jcc jumps when testCondition(cc)
+ * holds; a non-canonical 64-bit target of CALL/JMP, or of a taken Jcc, raises #GP(0) at the
+ * branch (before the push).
+ */
+function branchExec(form: number, bits: number): Exec {
+  const table = bits === 64 ? BRANCH64 : BRANCH32;
+  return table[form] ??= makeBranchExec(form, bits);
+}
+
+function makeBranchExec(form: number, bits: number): Exec {
   const cc = form & 0xf;
-  return (cpu) => { if (testCondition(cc, cpu.flags)) { cpu.ripLo = tl; cpu.ripHi = th; } };
+  if (bits === 64) {
+    if (form === 0xe8) {
+      return (cpu, ins) => {
+        const t = (cpu.ripLo >>> 0) + ins.disp, tl = t | 0, th = (cpu.ripHi + (t < 0 ? -1 : t >= TWO32 ? 1 : 0)) | 0;
+        if (!isCanonical(tl, th)) cpu.checkTarget(tl, th);
+        cpu.pushW(cpu.ripLo, cpu.ripHi); cpu.ripLo = tl; cpu.ripHi = th;
+      };
+    }
+    if (form === 0xe9 || form === 0xeb) {
+      return (cpu, ins) => {
+        const t = (cpu.ripLo >>> 0) + ins.disp, tl = t | 0, th = (cpu.ripHi + (t < 0 ? -1 : t >= TWO32 ? 1 : 0)) | 0;
+        if (!isCanonical(tl, th)) cpu.checkTarget(tl, th);
+        cpu.ripLo = tl; cpu.ripHi = th;
+      };
+    }
+    return (cpu, ins) => {
+      if (!testCondition(cc, cpu.flags)) return;
+      const t = (cpu.ripLo >>> 0) + ins.disp, tl = t | 0, th = (cpu.ripHi + (t < 0 ? -1 : t >= TWO32 ? 1 : 0)) | 0;
+      if (!isCanonical(tl, th)) cpu.checkTarget(tl, th);
+      cpu.ripLo = tl; cpu.ripHi = th;
+    };
+  }
+  if (form === 0xe8) return (cpu, ins) => { const tl = (cpu.ripLo + ins.disp) | 0; cpu.pushW(cpu.ripLo, 0); cpu.ripLo = tl; cpu.ripHi = 0; };
+  if (form === 0xe9 || form === 0xeb) return (cpu, ins) => { cpu.ripLo = (cpu.ripLo + ins.disp) | 0; cpu.ripHi = 0; };
+  return (cpu, ins) => { if (testCondition(cc, cpu.flags)) { cpu.ripLo = (cpu.ripLo + ins.disp) | 0; cpu.ripHi = 0; } };
 }
 
 /** True when the instruction's execution does not depend on its address. */

@@ -82,7 +82,7 @@ export function makeDecode(hosts: ReadonlyMap<bigint, HostEntry>) {
     let crosses = false;
     let nextPage: Page | undefined;
     if (host !== undefined) {
-      insn = mkInsn(hostExec(host, bits), 1, lo, hi, bits, -1, page.data.slice(off, off + 1));
+      insn = mkInsn(hostExec(host, bits), 1, -1, page.data.slice(off, off + 1));
     } else {
       let bytes = page.data.subarray(off, Math.min(4096, off + 15));
       let r = decodeOne(bits, addr, bytes);
@@ -96,7 +96,7 @@ export function makeDecode(hosts: ReadonlyMap<bigint, HostEntry>) {
         r = decodeOne(bits, addr, bytes);
         crosses = true;
       }
-      insn = mkInsn(r.exec, r.len, lo, hi, bits, r.mnemonic, bytes.slice(0, r.len));
+      insn = mkInsn(r.exec, r.len, r.mnemonic, bytes.slice(0, r.len));
       if (crosses && off + r.len <= 4096) crosses = false;
     }
     page.codeArray()[off] = insn;
@@ -115,14 +115,11 @@ export function decodeBytes(bits: 32 | 64, lo: number, hi: number, bytes: Uint8A
   const addr = bits === 64 ? toBig(lo, hi) : BigInt(lo >>> 0);
   const r = decodeOne(bits, addr, bytes);
   if (r.tooShort) return undefined;
-  return mkInsn(r.exec, r.len, lo, hi, bits, r.mnemonic, bytes.slice(0, r.len));
+  return mkInsn(r.exec, r.len, r.mnemonic, bytes.slice(0, r.len));
 }
 
-function mkInsn(exec: Exec, len: number, lo: number, hi: number, bits: number, mnemonic: number, bytes: Uint8Array): Insn {
-  const s = (lo >>> 0) + len;
-  const nLo = s | 0;
-  const nHi = bits === 64 ? (hi + (s >= 4294967296 ? 1 : 0)) | 0 : 0;
-  return new PlacedInsn(exec, len, nLo, nHi, mnemonic, bytes);
+function mkInsn(exec: Exec, len: number, mnemonic: number, bytes: Uint8Array): Insn {
+  return new PlacedInsn(exec, len, mnemonic, bytes, 0, 0);
 }
 
 function decodeOne(bits: number, addr: bigint, bytes: Uint8Array): { tooShort: boolean; exec: Exec; len: number; mnemonic: number } {

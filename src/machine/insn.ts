@@ -1,24 +1,33 @@
 import type { Cpu } from "./cpu.js";
 import type { StackRun } from "./stack-runs.js";
 
-/** Executes one instruction. The run loop has already set RIP to the next instruction;
- *  branches overwrite it; a fault throws CpuFault before any state changes. */
-export type Exec = (c: Cpu) => void;
+/**
+ * Executes one instruction (`ins`: the instruction itself, for executors that read its
+ * fields, such as the decode cache's relative branches). The run loop has already set RIP
+ * to the next instruction (the address it ran from + len); branches overwrite it; a fault
+ * throws CpuFault before any state changes.
+ */
+export type Exec = (c: Cpu, ins: Insn) => void;
 
-/** A decoded, compiled instruction in the decode cache. */
+/**
+ * A decoded, compiled instruction in the decode cache. It holds no address: what follows it
+ * is where it ran from + len (the run loop computes that), so one object may stand at many
+ * addresses (the decode cache places one object per position-independent instruction
+ * wherever its bytes are). An Insn never changes once made: a hook may keep it.
+ */
 export interface Insn {
   readonly exec: Exec;
   readonly len: number;
-  /** Next-instruction address halves. */
-  readonly nLo: number;
-  readonly nHi: number;
   /** iced-x86 Mnemonic, for hooks, coverage and listings. */
   readonly mnemonic: number;
   /** The instruction's bytes as decoded. */
   readonly bytes: Uint8Array;
+  /** A relative branch made by the decode cache: its displacement (its executor reads it); 0 otherwise. */
+  readonly disp: number;
   /**
    * The fused stack run starting here (stack-runs.ts), built by the run loop the first time
-   * it can be: undefined until then, null when none starts here.
+   * it can be: undefined until then, null when none starts here. Only on PUSH and POP
+   * (the only instructions the loop tries runs at), which are never shared between addresses.
    */
   run: StackRun | null | undefined;
 }
@@ -32,8 +41,8 @@ export class PlacedInsn implements Insn {
   private b: Uint8Array | null;
   run: StackRun | null | undefined = undefined;
   constructor(
-    readonly exec: Exec, readonly len: number, readonly nLo: number, readonly nHi: number, readonly mnemonic: number,
-    bytes: Uint8Array | null, private readonly form = 0, private readonly disp = 0,
+    readonly exec: Exec, readonly len: number, readonly mnemonic: number,
+    bytes: Uint8Array | null, private readonly form: number, readonly disp: number,
   ) {
     this.b = bytes;
   }

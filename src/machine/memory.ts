@@ -15,7 +15,7 @@ const TLB = 64;
  * callee's COOKIE page) do not evict each other on every switch.
  */
 function tlbSlot(p: number): number {
-  return (p ^ (p >>> 6) ^ (p >>> 12)) & (TLB - 1);
+  return (p ^ (p >>> 6) ^ (p >>> 12) ^ (p >>> 18)) & (TLB - 1);
 }
 const TWO32 = 4294967296;
 
@@ -208,6 +208,22 @@ export class Memory {
     this.rHi[i] = hi;
     this.rPage[i] = p;
     return p;
+  }
+
+  /**
+   * Fills the fetch TLB with page `key`, just mapped as `p`, when a fetch there would pass
+   * readMiss's checks now (canonical, U at CPL 3, X): what the first fetch's readMiss would
+   * do, without its look-up. (A privilege change flushes the TLBs, as for any fill; the slot
+   * held some other page, or nothing: an unmapped page has no slot.)
+   */
+  private primeFetch(key: number, p: Page): void {
+    const h = Math.floor(key / 1048576), pn = key - h * 1048576, hi = h | 0; // (not key % 2^20: a float remainder, slow)
+    const top = hi >> 15;
+    if ((top !== 0 && top !== -1) || (p.perm & Perm.X) === 0 || (this.user && (p.perm & Perm.U) === 0)) return;
+    const i = tlbSlot(pn);
+    this.xPn[i] = pn;
+    this.xHi[i] = hi;
+    this.xPage[i] = p;
   }
 
   /** The page for a write, copied first if shared with a snapshot. */
@@ -430,7 +446,9 @@ export class Memory {
       return false;
     }
     if (this.journal !== null) this.journal.mapping(key, undefined);
-    this.put(key, this.freshPage(perm));
+    const p = this.freshPage(perm);
+    this.put(key, p);
+    this.primeFetch(key, p); // (code is laid here next, most often, and run: see primeFetch)
     return true;
   }
 

@@ -300,7 +300,8 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
   }
   const lastIns = insns[k - 1];
   c.curLo = (lo & ~4095) | offs[k - 1]; c.curHi = hi;
-  c.ripLo = lastIns.nLo; c.ripHi = lastIns.nHi;
+  const la = (lo & ~4095) | offs[k - 1], nl = (la + lastIns.len) | 0; // (the next instruction: see Insn; a carry when it wraps to >= 0)
+  c.ripLo = nl; c.ripHi = la < 0 && nl >= 0 ? (c.bits === 64 ? (hi + 1) | 0 : 0) : hi;
   c.fusedRuns++;
   return k;
 }
