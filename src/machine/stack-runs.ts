@@ -47,10 +47,11 @@ import { hiOf, loOf } from "./u64.js";
  *     that instruction makes first anyway;
  *  8. a push run does not write a page holding decoded code (or one an instruction from the
  *     page before runs into): those writes take memory.ts's invalidating path, so fall back;
- *  9. the journal records the old bytes the members' writes would: one record of the whole
- *     written range before the first store (each byte of it is written once, by one member),
- *     so rollback and the check engine's diff see what they would after the members' own
- *     records; the entries differ in shape only (one range instead of an extended run);
+ *  9. the journal records the old bytes the members' writes would: the whole written range
+ *     as k pushes at once (Journal.reserveDown: a run, extending the one just above as the
+ *     members' own records would), each member's old word copied just before its store (each
+ *     byte of the range is written once, by one member), so rollback and the check engine's
+ *     diff see what they would after the members' own records;
  * 10. icount/steps count every member (the loop adds the returned count); RIP, the current
  *     instruction address, RSP and the scratch the members leave (c.th, mem.rhi, c.aLo/aHi/eaHi)
  *     end as the last member leaves them.
@@ -267,10 +268,13 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     const p = mem.writePage((base - W) | 0, aHi, true);
     if (p.code !== null || p.crossIn) return 0;
     const i32 = p.i32, dv = p.dv;
-    // the journal: one record for the whole range before any store (its old bytes are the
-    // members' old bytes: every write of the run lies in it, each byte written once)
+    // the journal: the members' k records at once (a run, extending the one below which the
+    // last push or the frame left), their old bytes copied word by word below, each just
+    // before its member's store (every write of the run lies in the range, each byte written
+    // once, so the word there then is still the old one)
     const j = mem.journal;
-    if (j !== null) { const wl = (base - W * k) | 0; j.recordAt(p, wl, aHi, wl & 4095, W * k); }
+    let jc = -1, ow: Int32Array | null = null;
+    if (j !== null) { const wl = (base - W * k) | 0; jc = j.reserveDown(p, wl, aHi, wl & 4095, W, k); if (jc >= 0) ow = j.oldW; }
     for (let i = 0; i < k; i++) {
       const sp = base - W * i; // (the address; no wrap: checked above)
       let vl: number, vh = 0;
@@ -293,8 +297,14 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
         }
       }
       const o = (sp - W) & 4095;
-      if ((o & 3) === 0) { i32[o >> 2] = vl; if (W === 8) i32[(o >> 2) + 1] = vh; }
-      else { dv.setInt32(o, vl, true); if (W === 8) dv.setInt32(o + 4, vh, true); }
+      if ((o & 3) === 0) {
+        const q = o >> 2;
+        if (ow !== null) { if (W === 8) { const t = jc + 2 * i; ow[t] = i32[q]; ow[t + 1] = i32[q + 1]; } else ow[jc + i] = i32[q]; }
+        i32[q] = vl; if (W === 8) i32[q + 1] = vh;
+      } else {
+        if (ow !== null) { if (W === 8) { const t = jc + 2 * i; ow[t] = dv.getInt32(o, true); ow[t + 1] = dv.getInt32(o + 4, true); } else ow[jc + i] = dv.getInt32(o, true); }
+        dv.setInt32(o, vl, true); if (W === 8) dv.setInt32(o + 4, vh, true);
+      }
     }
     c.lo[4] = (spLo - W * k) | 0; // (64-bit: no borrow from the high half, checked above)
   }
