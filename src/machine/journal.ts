@@ -106,9 +106,9 @@ export class Journal {
    * to copy, each word just before its push overwrites it: the word at off + w·(k − 1 − t)
    * goes to oldW from the returned word index + t·w/4 (read `oldW` after this call: it may
    * grow). Returns -1 when there is nothing to copy (the journal is broken, or a new entry of
-   * 8 bytes or less, whose old bytes this call took itself). For fused pushes (stack-runs.ts)
-   * and 64-bit delivery's frame (deliver.ts), whose stores go straight to the page: their
-   * old bytes are copied inside the loops that store, not by a copy of the range first.
+   * 8 bytes or less, whose old bytes this call took itself). For stores that go straight to
+   * the page a few words at a time (64-bit delivery's frame, deliver.ts): one call where k
+   * recordAt calls would each look at the tail, and a run the stub's pushes then extend.
    */
   reserveDown(p: Page, lo: number, hi: number, off: number, w: number, k: number): number {
     const size = w * k;

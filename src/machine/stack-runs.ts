@@ -47,11 +47,10 @@ import { hiOf, loOf } from "./u64.js";
  *     that instruction makes first anyway;
  *  8. a push run does not write a page holding decoded code (or one an instruction from the
  *     page before runs into): those writes take memory.ts's invalidating path, so fall back;
- *  9. the journal records the old bytes the members' writes would: the whole written range
- *     as k pushes at once (Journal.reserveDown: a run, extending the one just above as the
- *     members' own records would), each member's old word copied just before its store (each
- *     byte of the range is written once, by one member), so rollback and the check engine's
- *     diff see what they would after the members' own records;
+ *  9. the journal records the old bytes the members' writes would: one record of the whole
+ *     written range before the first store (each byte of it is written once, by one member),
+ *     so rollback and the check engine's diff see what they would after the members' own
+ *     records; the entries differ in shape only (one range instead of an extended run);
  * 10. icount/steps count every member (the loop adds the returned count); RIP, the current
  *     instruction address, RSP and the scratch the members leave (c.th, mem.rhi, c.aLo/aHi/eaHi)
  *     end as the last member leaves them.
@@ -122,17 +121,17 @@ export class StackRun {
   constructor(
     readonly push: boolean,
     readonly n: number,
-    readonly kinds: Int32Array,
-    readonly args: Int32Array,
-    readonly vlo: Int32Array,
-    readonly vhi: Int32Array,
+    readonly kinds: readonly number[],
+    readonly args: readonly number[],
+    readonly vlo: readonly number[],
+    readonly vhi: readonly number[],
     /** Page offset of each member's first byte. */
-    readonly offs: Int32Array,
+    readonly offs: readonly number[],
     /** The members, as the decode cache held them when the run was built. */
     readonly insns: readonly Insn[],
     /** Per prefix of k members (index k): the lowest byte read or written, and the highest + 1, relative to SP before the run. */
-    readonly low: Int32Array,
-    readonly high: Int32Array,
+    readonly low: readonly number[],
+    readonly high: readonly number[],
     /** Whether a member reads through SS by address (K_MEM). */
     readonly hasMem: boolean,
     /** The decode-cache array and its version (Page.codeVer) when every member was last seen in it. */
@@ -166,25 +165,28 @@ function build(ins: Insn, code: (Insn | undefined)[], ver: number, off: number, 
     return null;
   }
   const W = bits === 64 ? 8 : 4;
-  const kinds = new Int32Array(n), args = new Int32Array(n), vlo = new Int32Array(n), vhi = new Int32Array(n);
-  const low = new Int32Array(n + 1), high = new Int32Array(n + 1);
+  // (plain arrays of small integers: an element load is cheaper than a typed array's, which
+  // reloads its length, data pointer and buffer's detached bit at every access in this V8)
+  const kinds: number[] = [], args: number[] = [], vlo: number[] = [], vhi: number[] = [];
+  const low: number[] = [0], high: number[] = [0];
   let lo = 0, hi = 0, hasMem = false;
   for (let i = 0; i < n; i++) {
     const o = ops[i];
-    kinds[i] = o.kind; args[i] = o.arg; vlo[i] = o.vlo; vhi[i] = o.vhi;
+    kinds.push(o.kind); args.push(o.arg); vlo.push(o.vlo); vhi.push(o.vhi);
     if (push) {
       const sp = -W * i; // SP before member i, relative
       lo = Math.min(lo, sp - W);
       if (o.kind === K_MEM) { lo = Math.min(lo, sp + o.arg); hi = Math.max(hi, sp + o.arg + W); hasMem = true; }
     } else hi = W * (i + 1);
-    low[i + 1] = lo; high[i + 1] = hi;
+    low.push(lo); high.push(hi);
   }
-  const run = new StackRun(push, n, kinds, args, vlo, vhi, Int32Array.from(offs), members, low, high, hasMem, code, ver);
+  const run = new StackRun(push, n, kinds, args, vlo, vhi, offs, members, low, high, hasMem, code, ver);
   if (done) ins.run = run;
   return run;
 }
 
 const TWO32 = 4294967296;
+
 
 /**
  * Executes the run starting at `ins` (at (lo, hi), fetched from `page`) fused when the
@@ -268,13 +270,13 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     const p = mem.writePage((base - W) | 0, aHi, true);
     if (p.code !== null || p.crossIn) return 0;
     const i32 = p.i32, dv = p.dv;
-    // the journal: the members' k records at once (a run, extending the one below which the
-    // last push or the frame left), their old bytes copied word by word below, each just
-    // before its member's store (every write of the run lies in the range, each byte written
-    // once, so the word there then is still the old one)
+    // the journal: one record for the whole range before any store (its old bytes are the
+    // members' old bytes: every write of the run lies in it, each byte written once). (Measured:
+    // the members' records as one run extending the frame's — Journal.reserveDown, the old
+    // words copied by a JS loop — cost ≈ 600 host instructions more a 64-bit check than this
+    // record's one builtin copy, though it saves two journal entries.)
     const j = mem.journal;
-    let jc = -1, ow: Int32Array | null = null;
-    if (j !== null) { const wl = (base - W * k) | 0; jc = j.reserveDown(p, wl, aHi, wl & 4095, W, k); if (jc >= 0) ow = j.oldW; }
+    if (j !== null) { const wl = (base - W * k) | 0; j.recordAt(p, wl, aHi, wl & 4095, W * k); }
     for (let i = 0; i < k; i++) {
       const sp = base - W * i; // (the address; no wrap: checked above)
       let vl: number, vh = 0;
@@ -297,14 +299,8 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
         }
       }
       const o = (sp - W) & 4095;
-      if ((o & 3) === 0) {
-        const q = o >> 2;
-        if (ow !== null) { if (W === 8) { const t = jc + 2 * i; ow[t] = i32[q]; ow[t + 1] = i32[q + 1]; } else ow[jc + i] = i32[q]; }
-        i32[q] = vl; if (W === 8) i32[q + 1] = vh;
-      } else {
-        if (ow !== null) { if (W === 8) { const t = jc + 2 * i; ow[t] = dv.getInt32(o, true); ow[t + 1] = dv.getInt32(o + 4, true); } else ow[jc + i] = dv.getInt32(o, true); }
-        dv.setInt32(o, vl, true); if (W === 8) dv.setInt32(o + 4, vh, true);
-      }
+      if ((o & 3) === 0) { i32[o >> 2] = vl; if (W === 8) i32[(o >> 2) + 1] = vh; }
+      else { dv.setInt32(o, vl, true); if (W === 8) dv.setInt32(o + 4, vh, true); }
     }
     c.lo[4] = (spLo - W * k) | 0; // (64-bit: no borrow from the high half, checked above)
   }
