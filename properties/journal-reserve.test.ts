@@ -13,20 +13,23 @@ import { Journal } from "../src/machine/journal.js";
 const BASE = 0xffffc90000010000n; // two pages; a run stays within one (as reserveDown's callers ensure)
 
 const op = fc.oneof(
-  // `k` pushes of `w` bytes, the first ending at `top` (each just below the last)
-  fc.record({ kind: fc.constant("run" as const), w: fc.constantFrom(4, 8), top: fc.integer({ min: 0, max: 0x1fff }), k: fc.integer({ min: 1, max: 24 }), v: fc.integer() }),
-  fc.record({ kind: fc.constantFrom("w32" as const, "w64" as const), at: fc.integer({ min: 0, max: 0x1ff8 }), v: fc.integer() }),
+  // `k` pushes of `w` bytes, the first ending at `top` (each just below the last); `cont`: at
+  // the lowest byte the last op wrote instead (a run extending what came before)
+  fc.record({ kind: fc.constant("run" as const), w: fc.constantFrom(4, 8), top: fc.integer({ min: 0, max: 0x1fff }), k: fc.integer({ min: 1, max: 24 }), v: fc.integer(), cont: fc.constantFrom(true, true, false) }),
+  fc.record({ kind: fc.constantFrom("w32" as const, "w32" as const, "w64" as const), at: fc.integer({ min: 0, max: 0x1ff8 }), v: fc.integer(), cont: fc.constantFrom(true, true, false) }),
   fc.record({ kind: fc.constant("mark" as const) }),
 );
 
 type Op = typeof op extends fc.Arbitrary<infer T> ? T : never;
 
 /** Runs `ops` on a fresh journaled machine, runs by write64/write32 (`oneByOne`) or by reserveDown; checks the journal's meaning. */
-function check(ops: readonly Op[], dirt: readonly [number, Uint8Array][], oneByOne: boolean): void {
+function check(ops: readonly Op[], dirt: number, oneByOne: boolean): void {
   const m = new Machine({ bits: 64 });
   m.map(BASE, 0x2000);
   const mem = m.mem;
-  for (const [at, b] of dirt) m.load(BASE + BigInt(at), b);
+  // every byte distinct-ish (a run's old bytes in the wrong order or place then show)
+  let x = dirt | 1;
+  m.load(BASE, Uint8Array.from({ length: 0x2000 }, () => { x = Math.imul(x, 1103515245) + 12345; return x >>> 24; }));
   const j = new Journal();
   mem.journal = j;
   const lo0 = Number(BASE & 0xffffffffn) | 0, hi0 = Number(BASE >> 32n) | 0;
@@ -37,23 +40,30 @@ function check(ops: readonly Op[], dirt: readonly [number, Uint8Array][], oneByO
     return out;
   };
   const marks: { at: number; mem: Uint8Array }[] = [{ at: j.mark(), mem: bytes() }];
+  let last = 0x1000; // the lowest byte the last write wrote
   for (const o of ops) {
     if (o.kind === "mark") { marks.push({ at: j.mark(), mem: bytes() }); continue; }
-    if (o.kind === "w32") { mem.write32(lo0 + o.at, hi0, o.v); continue; }
-    if (o.kind === "w64") { mem.write64(lo0 + o.at, hi0, o.v, ~o.v); continue; }
+    if (o.kind !== "run") {
+      const n = o.kind === "w32" ? 4 : 8, at = o.cont && last >= n ? last - n : o.at;
+      if (n === 4) mem.write32(lo0 + at, hi0, o.v); else mem.write64(lo0 + at, hi0, o.v, ~o.v);
+      last = at;
+      continue;
+    }
     // a run: words at top - w, top - 2w, …, all in top's page (as a fused run or a frame is)
-    const page = o.top & ~0xfff, w = o.w;
-    const k = Math.min(o.k, Math.floor((o.top - page) / w));
-    if (k === 0) continue;
+    const top = o.cont ? last : o.top;
+    const page = (top - 1) & ~0xfff, w = o.w;
+    const k = Math.min(o.k, Math.floor((top - page) / w));
+    if (k <= 0 || top === 0) continue;
+    last = top - w * k;
     const val = (t: number): [number, number] => [(o.v + t) | 0, ~(o.v ^ t)];
     if (oneByOne) {
       for (let t = 0; t < k; t++) {
-        const [vl, vh] = val(t), a = lo0 + o.top - w * (t + 1);
+        const [vl, vh] = val(t), a = lo0 + top - w * (t + 1);
         if (w === 8) mem.write64(a, hi0, vl, vh); else mem.write32(a, hi0, vl);
       }
       continue;
     }
-    const low = o.top - w * k, lo = lo0 + low;
+    const low = top - w * k, lo = lo0 + low;
     const p = mem.writePage(lo, hi0, true);
     const off = lo & 4095, dv = p.dv;
     const jc = j.reserveDown(p, lo, hi0, off, w, k);
@@ -92,11 +102,25 @@ function check(ops: readonly Op[], dirt: readonly [number, Uint8Array][], oneByO
 
 describe("Journal.reserveDown: a run's records at once", () => {
   test("means what the pushes' own records mean: old bytes, rollback to every mark", () => {
-    const dirt = fc.array(fc.tuple(fc.integer({ min: 0, max: 0x1fc0 }), fc.uint8Array({ minLength: 1, maxLength: 64 })), { maxLength: 24 });
-    fc.assert(fc.property(fc.array(op, { maxLength: 24 }), dirt, (ops, d) => {
+    fc.assert(fc.property(fc.array(op, { maxLength: 24 }), fc.integer(), (ops, d) => {
       check(ops, d, true); // (the reference itself, so a failure below is reserveDown's)
       check(ops, d, false);
     }), { numRuns: 300 });
+  });
+
+  test("4-byte pushes extending two 4-byte writes folded into 8 bytes keep the old words in order", () => {
+    const m = new Machine({ bits: 64 });
+    m.map(BASE, 0x2000);
+    m.load(BASE + 0x7f0n, Uint8Array.from({ length: 20 }, (_, k) => k + 1));
+    const j = new Journal();
+    m.mem.journal = j;
+    const lo0 = Number(BASE & 0xffffffffn) | 0, hi0 = Number(BASE >> 32n) | 0;
+    m.mem.write32(lo0 + 0x800, hi0, -1); m.mem.write32(lo0 + 0x7fc, hi0, -1); // (one plain 8-byte entry)
+    const p = m.mem.writePage(lo0 + 0x7f4, hi0, true);
+    const jc = j.reserveDown(p, lo0 + 0x7f4, hi0, 0x7f4, 4, 2);
+    j.oldW[jc] = p.dv.getInt32(0x7f8, true); j.oldW[jc + 1] = p.dv.getInt32(0x7f4, true);
+    expect([j.n, j.offs[0], j.sizes[0]]).toEqual([1, 0x7f4, 16]);
+    expect(Array.from({ length: 16 }, (_, k) => j.oldByte(0, k))).toEqual(Array.from({ length: 16 }, (_, k) => k + 5));
   });
 
   test("a run extends the push just above it into one entry; the next push extends the run", () => {

@@ -114,6 +114,9 @@ export class Journal {
     const size = w * k;
     if (p === this.tailPage && w === this.tailW && off + size === this.tailOff && lo >>> 12 === this.tailPn && (hi | 0) === this.tailHi) {
       const q = this.n - 1;
+      // (one 4-byte push below a 4-byte entry: the plain 8-byte entry extend makes — a run is
+      // longer than 8 bytes; extend takes the old bytes itself)
+      if (size + this.sizes[q] <= 8) { this.extend(p, off, w); return -1; }
       let b = this.nb;
       if (b + size + 8 > this.oldCap) this.growBytes(b + size + 8);
       if (this.tailRun === 0) {
