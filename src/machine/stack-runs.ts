@@ -187,7 +187,6 @@ function build(ins: Insn, code: (Insn | undefined)[], ver: number, off: number, 
 
 const TWO32 = 4294967296;
 
-
 /**
  * Executes the run starting at `ins` (at (lo, hi), fetched from `page`) fused when the
  * conditions in the module comment hold: returns the number of members executed, or 0 when
