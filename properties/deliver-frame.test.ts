@@ -12,7 +12,7 @@ import { EDGE_OFF, RO_OFF, rig } from "./support/fault-rig.js";
 // whether the event pushes an error code (#PF, #GP) or not (INT3) — and the write journal's
 // rollback must restore the same bytes.
 
-interface Case { readonly where: "stack" | "edge" | "ro"; readonly off: number; readonly insn: "int3" | "load"; readonly rax: bigint; readonly flags: number }
+interface Case { readonly where: "stack" | "edge" | "ro"; readonly off: number; readonly insn: "int3" | "load"; readonly rax: bigint; readonly flags: number; readonly dirt: number }
 
 const caseArb: fc.Arbitrary<Case> = fc.record({
   where: fc.constantFrom("stack" as const, "stack" as const, "edge" as const, "ro" as const),
@@ -20,6 +20,9 @@ const caseArb: fc.Arbitrary<Case> = fc.record({
   insn: fc.constantFrom("int3" as const, "load" as const),
   rax: fc.oneof(fc.constant(0xffffc90000020000n + RO_OFF), fc.constant(0xffffc90000022000n), fc.constant(0x0000800000000000n)),
   flags: fc.integer({ min: 0, max: 0xfff }),
+  // the seed of the bytes the frame's page holds before (a journal record that keeps the wrong
+  // old bytes then shows after the rollback)
+  dirt: fc.integer(),
 });
 
 function run(c: Case, watched: boolean): string {
@@ -32,6 +35,9 @@ function run(c: Case, watched: boolean): string {
   m.cpu.sp = sp;
   m.cpu.setReg(0, c.rax);
   m.cpu.flags = 0x2 | (c.flags & 0x8d5);
+  const pg = (sp - 8n) & ~0xfffn;
+  let x = c.dirt | 1;
+  if (m.mem.isMapped(pg)) m.load(pg, Uint8Array.from({ length: 4096 }, () => { x = Math.imul(x, 1103515245) + 12345; return x >>> 24; }));
   const j = new Journal();
   m.mem.journal = j; // (rolled back below: the frame's journal record must restore what it overwrote)
   const writes: string[] = [];

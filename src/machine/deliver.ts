@@ -78,7 +78,7 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
  * page (its writes take the invalidating path). The page check is the first push's own (the
  * word at aligned - 8: its fault and CR2 are the ones the pushes would raise, before any
  * write); then the journal records of the words, top down as the pushes make them (one run,
- * which the entry stub's first push extends), and plain stores. Returns false (nothing done)
+ * which the entry stub's pushes extend), and plain stores. Returns false (nothing done)
  * when the word-by-word path must run.
  */
 function frameAtOnce(c: Cpu, a: number, sHi: number, image: number, ripLo: number, ripHi: number, ec: number | undefined): boolean {
@@ -88,13 +88,16 @@ function frameAtOnce(c: Cpu, a: number, sHi: number, image: number, ripLo: numbe
   const p = mem.writePage((a - 8) | 0, sHi, true);
   if (p.code !== null || p.crossIn) return false;
   const lo = low | 0, o = lo & 4095;
-  // the journal: the words from the top down, as the pushes would record them — one entry (a
-  // run) that the entry stub's first push (`push $-1`, ORIG_RAX) then extends, where one
-  // record of the whole frame would copy its bytes one by one and end the run
-  const j = mem.journal;
-  if (j !== null) for (let t = 8 * n - 8; t >= 0; t -= 8) j.recordAt(p, (lo + t) | 0, sHi, o + t, 8);
   const w = p.i32;
   const q = (o >> 2) + 2 * n; // (one past the word at aligned - 8, in int32s)
+  // the journal: the words as the pushes would record them, from the top down — one run,
+  // which the entry stub's pushes (`push $-1`, ORIG_RAX, then PUSH_AND_CLEAR_REGS) extend;
+  // the old words copied before the stores (chunk t is the word at aligned - 8 - 8t)
+  const j = mem.journal;
+  if (j !== null) {
+    const jc = j.reserveDown(p, lo, sHi, o, 8, n);
+    if (jc >= 0) { const ow = j.oldW; for (let t = 0; t < 2 * n; t += 2) { ow[jc + t] = w[q - 2 - t]; ow[jc + t + 1] = w[q - 1 - t]; } }
+  }
   w[q - 2] = c.ss; w[q - 1] = 0;
   w[q - 4] = c.lo[4]; w[q - 3] = c.hi[4];
   w[q - 6] = image; w[q - 5] = 0;

@@ -34,7 +34,11 @@ function frameWord(c: Cpu, off: number, size: number): number {
   return c.peek16(off);
 }
 
-/** The five frame words readFrame read, as int32 halves: word k in FRAME[2k] (low), FRAME[2k + 1] (high; 0 for 4-byte words). */
+/**
+ * The five frame words readFrame read, as int32 halves: word k in FRAME[2k] (low), FRAME[2k + 1]
+ * (high; 0 for 4-byte words; the high halves of words 1, 2 and 4 — CS, RFLAGS, SS — are not
+ * read, and hold nothing meaningful).
+ */
 const FRAME = new Int32Array(10);
 
 /**
@@ -64,8 +68,10 @@ function readFrame(c: Cpu, size: number): boolean {
   if ((off & 3) === 0) { // (word loads: Page.i32 is the page's bytes as little-endian int32s)
     const w = p.i32, q = off >> 2;
     if (size === 8) {
-      f[0] = w[q]; f[1] = w[q + 1]; f[2] = w[q + 2]; f[3] = w[q + 3]; f[4] = w[q + 4];
-      f[5] = w[q + 5]; f[6] = w[q + 6]; f[7] = w[q + 7]; f[8] = w[q + 8]; f[9] = w[q + 9];
+      // (not the high halves of CS, RFLAGS and SS, which IRET does not look at: FRAME[3], [5]
+      // and [9] keep what they held; a typed-array access costs ≈ 10 host instructions here)
+      f[0] = w[q]; f[1] = w[q + 1]; f[2] = w[q + 2]; f[4] = w[q + 4];
+      f[6] = w[q + 6]; f[7] = w[q + 7]; f[8] = w[q + 8];
     } else {
       f[0] = w[q]; f[2] = w[q + 1]; f[4] = w[q + 2]; f[6] = w[q + 3]; f[8] = w[q + 4];
       f[1] = 0; f[3] = 0; f[5] = 0; f[7] = 0; f[9] = 0;

@@ -98,6 +98,57 @@ export class Journal {
     else this.add(p, (hi >>> 0) * 1048576 + (lo >>> 12), off, size);
   }
 
+  /**
+   * Records `k` stack pushes of `w` bytes (8 or 4) at off + w·(k − 1), …, off of `p` (the
+   * address of `off` is (lo, hi)), top down, before any of them is made — what k recordAt
+   * calls would record, in meaning: they extend the tail when it lies just above (one run),
+   * else start a run of their own that later pushes extend. The old bytes are the caller's
+   * to copy, each word just before its push overwrites it: the word at off + w·(k − 1 − t)
+   * goes to oldW from the returned word index + t·w/4 (read `oldW` after this call: it may
+   * grow). Returns -1 when there is nothing to copy (the journal is broken, or a new entry of
+   * 8 bytes or less, whose old bytes this call took itself). For stores that go straight to
+   * the page a few words at a time (64-bit delivery's frame, deliver.ts): one call where k
+   * recordAt calls would each look at the tail, and a run the stub's pushes then extend.
+   */
+  reserveDown(p: Page, lo: number, hi: number, off: number, w: number, k: number): number {
+    const size = w * k;
+    if (p === this.tailPage && w === this.tailW && off + size === this.tailOff && lo >>> 12 === this.tailPn && (hi | 0) === this.tailHi) {
+      const q = this.n - 1;
+      // (one 4-byte push below a 4-byte entry: the plain 8-byte entry extend makes — a run is
+      // longer than 8 bytes; extend takes the old bytes itself)
+      if (size + this.sizes[q] <= 8) { this.extend(p, off, w); return -1; }
+      let b = this.nb;
+      if (b + size + 8 > this.oldCap) this.growBytes(b + size + 8);
+      if (this.tailRun === 0) {
+        // the tail's own old bytes become the run's first chunks (as extend does), upper first
+        const o = this.oldW, c = b >> 2;
+        if (this.sizes[q] === 8) {
+          if (w === 8) { o[c] = this.vlo[q]; o[c + 1] = this.vhi[q]; this.vhi[q] = 2; }
+          else { o[c] = this.vhi[q]; o[c + 1] = this.vlo[q]; this.vhi[q] = 3; }
+          b += 8;
+        } else { o[c] = this.vlo[q]; this.vhi[q] = 3; b += 4; } // (a single 4-byte entry)
+        this.tailRun = 1;
+      }
+      this.offs[q] = off;
+      this.sizes[q] += size;
+      this.nb = b + size;
+      this.tailOff = off;
+      return b >> 2;
+    }
+    if (this.broken) return -1;
+    const key = (hi >>> 0) * 1048576 + (lo >>> 12);
+    if (size <= 8) { this.add(p, key, off, size); return -1; }
+    const b = this.nb;
+    if (b + size > this.oldCap) this.growBytes(b + size);
+    const i = this.entry(p, key, off, size);
+    this.vhi[i] = w === 8 ? 2 : 3; // (a run from the start: chunks in write order, see extend)
+    this.nb = b + size;
+    this.tailPage = p; this.tailPn = lo >>> 12; this.tailHi = hi | 0; this.tailOff = off; this.tailW = w; this.tailRun = 1;
+    this.n = i + 1;
+    if (i >= this.limit) this.broken = true;
+    return b >> 2;
+  }
+
   /** A new entry for `record` (nothing once broken). */
   private add(p: Page, key: number, off: number, size: number): void {
     if (this.broken) return;

@@ -121,17 +121,17 @@ export class StackRun {
   constructor(
     readonly push: boolean,
     readonly n: number,
-    readonly kinds: Int32Array,
-    readonly args: Int32Array,
-    readonly vlo: Int32Array,
-    readonly vhi: Int32Array,
+    readonly kinds: readonly number[],
+    readonly args: readonly number[],
+    readonly vlo: readonly number[],
+    readonly vhi: readonly number[],
     /** Page offset of each member's first byte. */
-    readonly offs: Int32Array,
+    readonly offs: readonly number[],
     /** The members, as the decode cache held them when the run was built. */
     readonly insns: readonly Insn[],
     /** Per prefix of k members (index k): the lowest byte read or written, and the highest + 1, relative to SP before the run. */
-    readonly low: Int32Array,
-    readonly high: Int32Array,
+    readonly low: readonly number[],
+    readonly high: readonly number[],
     /** Whether a member reads through SS by address (K_MEM). */
     readonly hasMem: boolean,
     /** The decode-cache array and its version (Page.codeVer) when every member was last seen in it. */
@@ -165,20 +165,22 @@ function build(ins: Insn, code: (Insn | undefined)[], ver: number, off: number, 
     return null;
   }
   const W = bits === 64 ? 8 : 4;
-  const kinds = new Int32Array(n), args = new Int32Array(n), vlo = new Int32Array(n), vhi = new Int32Array(n);
-  const low = new Int32Array(n + 1), high = new Int32Array(n + 1);
+  // (plain arrays of small integers: an element load is cheaper than a typed array's, which
+  // reloads its length, data pointer and buffer's detached bit at every access in this V8)
+  const kinds: number[] = [], args: number[] = [], vlo: number[] = [], vhi: number[] = [];
+  const low: number[] = [0], high: number[] = [0];
   let lo = 0, hi = 0, hasMem = false;
   for (let i = 0; i < n; i++) {
     const o = ops[i];
-    kinds[i] = o.kind; args[i] = o.arg; vlo[i] = o.vlo; vhi[i] = o.vhi;
+    kinds.push(o.kind); args.push(o.arg); vlo.push(o.vlo); vhi.push(o.vhi);
     if (push) {
       const sp = -W * i; // SP before member i, relative
       lo = Math.min(lo, sp - W);
       if (o.kind === K_MEM) { lo = Math.min(lo, sp + o.arg); hi = Math.max(hi, sp + o.arg + W); hasMem = true; }
     } else hi = W * (i + 1);
-    low[i + 1] = lo; high[i + 1] = hi;
+    low.push(lo); high.push(hi);
   }
-  const run = new StackRun(push, n, kinds, args, vlo, vhi, Int32Array.from(offs), members, low, high, hasMem, code, ver);
+  const run = new StackRun(push, n, kinds, args, vlo, vhi, offs, members, low, high, hasMem, code, ver);
   if (done) ins.run = run;
   return run;
 }
@@ -268,7 +270,10 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     if (p.code !== null || p.crossIn) return 0;
     const i32 = p.i32, dv = p.dv;
     // the journal: one record for the whole range before any store (its old bytes are the
-    // members' old bytes: every write of the run lies in it, each byte written once)
+    // members' old bytes: every write of the run lies in it, each byte written once). (Measured:
+    // the members' records as one run extending the frame's — Journal.reserveDown, the old
+    // words copied by a JS loop — cost ≈ 600 host instructions more a 64-bit check than this
+    // record's one builtin copy, though it saves two journal entries.)
     const j = mem.journal;
     if (j !== null) { const wl = (base - W * k) | 0; j.recordAt(p, wl, aHi, wl & 4095, W * k); }
     for (let i = 0; i < k; i++) {
