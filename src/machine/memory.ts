@@ -506,6 +506,28 @@ export class Memory {
     this.gen++;
     if (this.loadCopied) this.flush();
   }
+  /**
+   * `loadAt(lo, hi, [v])` — one byte, as a loader writes it (a patch site's INT3) — with
+   * the page taken from a TLB slot when one holds it (the slots are filled from the index
+   * and dropped whenever it changes; a page shared with a snapshot still goes through
+   * loadPage's copy-on-write): the same checks, journal entry, invalidation and generation.
+   */
+  poke8(lo: number, hi: number, v: number): void {
+    if (this.beforeLoad !== null) this.beforeLoad(toBig(lo, hi), 1);
+    const pn = lo >>> 12, i = tlbSlot(pn), h = hi | 0, key = pageKey(lo, hi);
+    let p: Page | null = null;
+    if (this.xPn[i] === pn && this.xHi[i] === h) p = this.xPage[i];
+    else if (this.rPn[i] === pn && this.rHi[i] === h) p = this.rPage[i];
+    this.loadCopied = false;
+    if (p === null || p.epoch !== this.epoch) p = this.loadPage(key, lo, hi);
+    const off = lo & 4095;
+    if (this.journal !== null) this.journal.record(p, key, off, 1);
+    p.data[off] = v;
+    this.loaded(p, key, lo, hi, off, 1);
+    this.gen++;
+    if (this.loadCopied) this.flush();
+  }
+
   /** Whether the current loadAt/fillAt copied a page (its TLB slots are then stale). */
   private loadCopied = false;
 

@@ -294,7 +294,7 @@ export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
   const m = k.m;
   const e = engineOf(b);
   resetKernel(k, e.emptyDesc);
-  if (lc.siteLo !== undefined && lc.siteHi !== undefined) m.mem.loadAt(lc.siteLo, lc.siteHi, INT3);
+  if (lc.siteLo !== undefined && lc.siteHi !== undefined) m.mem.poke8(lc.siteLo, lc.siteHi, 0xcc);
   else m.load(c.site, INT3);
   if (variant.sites === "ftrace" && c.trampoline === true) {
     k.ftraceUpdateFunc = c.site;

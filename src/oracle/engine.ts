@@ -5,7 +5,7 @@ import type { TextPokeLoc } from "../kernel/kernel.js";
 import type { Machine } from "../machine/machine.js";
 import { copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, type MachineSnapshot, type MemoryDiff, type RegisterDiff, saveSegments, SEG_STATE_LEN, type StateDiff } from "../machine/state.js";
 import { type Bench, COOKIE } from "./emulation.js";
-import { diffRuns, type KeyRanges, remaps, SegmentBuffer } from "./segment.js";
+import { diffRuns, type KeyRanges, remaps, SegmentBuffer, segBytes } from "./segment.js";
 
 /** A CPU state in reusable buffers. */
 class CpuBuffer implements CpuState {
@@ -178,8 +178,11 @@ export class Engine {
   /** The real run is done: remember what it wrote and the CPUs, then undo it. */
   realDone(): void {
     this.saveCpus("real");
-    this.real.capture(this.m.mem, this.j, this.loadedMark);
-    this.rollback(this.loadedMark);
+    // (what the run wrote and its undo in one pass when that is all a rollback would do)
+    if (!this.real.take(this.m.mem, this.j, this.loadedMark)) {
+      this.real.capture(this.m.mem, this.j, this.loadedMark);
+      this.rollback(this.loadedMark);
+    }
     this.loadCpus("before");
   }
 
@@ -238,7 +241,7 @@ export class Engine {
     const before = mem.snapshot();
     const r = this.real;
     for (let i = 0; i < r.n; i++) {
-      if (r.sizes[i] > 0) mem.load((BigInt(r.keys[i]) << 12n) + BigInt(r.offs[i]), r.bytes.subarray(r.at[i], r.at[i] + r.sizes[i]));
+      if (r.sizes[i] > 0) mem.load((BigInt(r.keys[i]) << 12n) + BigInt(r.offs[i]), segBytes(r, i));
     }
     const real = mem.snapshot();
     mem.restore(emu);
