@@ -99,15 +99,18 @@ export class SegmentBuffer implements Segment {
   take(mem: Memory, j: Journal, from: number): boolean {
     const end = j.n, n = end - from;
     if (mem.journal !== j || j.broken || from < j.slowBelow || n > this.keys.length) return false;
+    // (every array in a local: a typed-array access through a field reloads the field too)
     const pages = j.pages, sizes = j.sizes, offs = j.offs, keys = j.keys;
+    const sk = this.keys, so = this.offs, ss = this.sizes, sl = this.lo, sh = this.hi;
     // the final bytes first, oldest entry first (entries may overlap: each sees them all)
-    for (let i = 0; i < n; i++) {
-      const e = from + i, size = sizes[e], p = pages[e];
-      if (size === 0 || size > 8 || p === undefined || p.code !== null || p.crossIn) return false;
+    for (let i = 0, e = from; e < end; i++, e++) {
+      const size = sizes[e], p = pages[e];
+      // (`=== true`: a boolean field's truthiness is tested in full in this V8)
+      if (size === 0 || size > 8 || p === undefined || p.code !== null || p.crossIn === true) return false;
       const off = offs[e];
-      this.keys[i] = keys[e]; this.offs[i] = off; this.sizes[i] = size;
-      if (size === 8 && (off & 3) === 0) { const w = p.i32, q = off >> 2; this.lo[i] = w[q]; this.hi[i] = w[q + 1]; }
-      else { readHalves(p, off, size); this.lo[i] = HALF_LO; this.hi[i] = HALF_HI; }
+      sk[i] = keys[e]; so[i] = off; ss[i] = size;
+      if (size === 8 && (off & 3) === 0) { const w = p.i32, q = off >> 2; sl[i] = w[q]; sh[i] = w[q + 1]; }
+      else { readHalves(p, off, size); sl[i] = HALF_LO; sh[i] = HALF_HI; }
     }
     // then the old bytes back, newest entry first (Memory.rollback's undo of short entries)
     const vlo = j.vlo, vhi = j.vhi;
