@@ -116,8 +116,11 @@ const DATA = 0xffffc90000200000n, TEXT = 0xffffffff81000000n;
 const ALIAS = TEXT - (1n << 40n);
 const halvesOf = (a: bigint): [number, number] => [Number(BigInt.asIntN(32, a)), Number(BigInt.asIntN(32, a >> 32n))];
 
-/** A machine with three data pages (recognisable bytes), a writable page of decoded NOPs, a journal attached. */
-function journaled(): { m: Machine; j: Journal } {
+/**
+ * A machine with three data pages (recognisable bytes), a writable page of decoded NOPs, a journal attached
+ * (`many`: more instructions decoded in that page first than it keeps the offsets of).
+ */
+function journaled(many = false): { m: Machine; j: Journal } {
   const m = new Machine({ bits: 64 });
   m.map(DATA, 0x3000, Perm.R | Perm.W);
   m.load(DATA, Uint8Array.from({ length: 0x3000 }, (_, i) => (i * 29 + 7) & 0xff));
@@ -125,6 +128,7 @@ function journaled(): { m: Machine; j: Journal } {
   m.map(ALIAS - 0x1000n, 0x2000, Perm.R | Perm.X);
   m.load(TEXT - 64n, new Array<number>(128).fill(0x90));
   m.load(TEXT - 3n, [0xb8, 1, 2]); // mov $imm32,%eax running into the TEXT page
+  if (many) { m.load(TEXT - 0x400n, new Array<number>(0x3c0).fill(0x90)); for (let i = -0x400; i < -0x100; i++) m.cpu.fetch(...halvesOf(TEXT + BigInt(i))); }
   // decoded NOPs before TEXT and the MOV running into it (TEXT's page: no code of its own, but code running in)
   for (let i = -63; i <= -3; i += 3) m.cpu.fetch(...halvesOf(TEXT + BigInt(i)));
   const j = new Journal();
@@ -213,9 +217,9 @@ describe("SegmentBuffer.take ≡ capture, then Memory.rollback", () => {
 });
 
 describe("Memory.poke8 ≡ loadAt of one byte", () => {
-  test("anywhere near decoded code, through a TLB or not (or one holding a page with the same low half), on a page shared with a snapshot or not, journaled or not", () => {
-    fc.assert(fc.property(fc.integer({ min: -24, max: 24 }), fc.integer({ min: 0, max: 255 }), fc.constantFrom("none", "read", "fetch", "alias"), fc.boolean(), fc.boolean(), fc.boolean(), (at, v, warm, shared, journal, hook) => {
-      const twins = [journaled(), journaled()];
+  test("anywhere near decoded code (on a page with more of it than it keeps the offsets of, or not), through a TLB or not (or one holding a page with the same low half), on a page shared with a snapshot or not, journaled or not", () => {
+    fc.assert(fc.property(fc.integer({ min: -24, max: 24 }), fc.integer({ min: 0, max: 255 }), fc.constantFrom("none", "read", "fetch", "alias"), fc.boolean(), fc.boolean(), fc.boolean(), fc.boolean(), (at, v, warm, shared, journal, hook, many) => {
+      const twins = [journaled(many), journaled(many)];
       const seen: string[][] = [[], []];
       const out = twins.map(({ m }, t) => {
         if (!journal) m.mem.journal = null;

@@ -2,6 +2,7 @@ import { UsageError } from "../errors.js";
 import { CpuFault, PF, Vec } from "./events.js";
 import type { Journal } from "./journal.js";
 import { codeChanged, freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
+import type { Insn } from "./insn.js";
 import { PageIndex } from "./page-index.js";
 import { copyAligned, zeroBytes } from "./page-bytes.js";
 import { hiOf, isCanonical, loOf, pageKey, toBig } from "./u64.js";
@@ -523,7 +524,12 @@ export class Memory {
     const off = lo & 4095;
     if (this.journal !== null) this.journal.record(p, key, off, 1);
     p.data[off] = v;
-    this.loaded(p, key, lo, hi, off, 1);
+    const at = p.decodedAt;
+    // (decoded code on the page, none running in from the one before, and every offset that
+    // got an instruction known — decode-cache.ts records them, for recycle: only those can
+    // overlap the byte, so they are looked at instead of the 15 offsets before it)
+    if (p.code !== null && p.crossIn === false && at !== null && p.decodedN <= TRACKED_MAX) dropOverlapping(p, p.code, at, p.decodedN, off);
+    else this.loaded(p, key, lo, hi, off, 1);
     this.gen++;
     if (this.loadCopied) this.flush();
   }
@@ -704,6 +710,24 @@ function zeroed(n: number, i: number, p: Page, off: number, size: number): boole
  */
 function copyFromArray(d: Uint8Array, off: number, bytes: readonly number[], k: number, n: number): void {
   for (let i = 0; i < n; i++) d[off + i] = bytes[k + i];
+}
+
+/** Page.decodedN up to which Page.decodedAt lists every offset (decode-cache.ts: past it, a final -1). */
+const TRACKED_MAX = 255;
+
+/**
+ * invalidate(p, …, off, 1) for a page whose every decoded offset is among at[0..n) and that
+ * no instruction runs into: drops the instructions overlapping byte `off`.
+ */
+function dropOverlapping(p: Page, code: (Insn | undefined)[], at: Int32Array, n: number, off: number): void {
+  codeChanged(p);
+  for (let i = 0; i < n; i++) {
+    const s = at[i];
+    if (s <= off && s >= off - 14) {
+      const ins = code[s];
+      if (ins !== undefined && s + ins.len > off) code[s] = undefined;
+    }
+  }
 }
 
 /** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */
