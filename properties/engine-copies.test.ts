@@ -1,6 +1,6 @@
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
-import { copyRegs, type CpuState, diffCpu, diffMemory, SEG_STATE_LEN } from "../src/machine/state.js";
+import { copyRegs, type CpuState, diffCpu, diffMemory, SEG_STATE_LEN, shiftRegs } from "../src/machine/state.js";
 import { setCaseRegs, setCaseRegsLoop } from "../src/oracle/case-regs.js";
 import { sameRegs } from "../src/oracle/engine.js";
 import { bytesEqual, segByte, SegmentBuffer } from "../src/oracle/segment.js";
@@ -53,6 +53,31 @@ describe("setCaseRegs ≡ the register-by-register loop", () => {
       expect(Array.from(a[0])).toEqual(Array.from(b[0]));
       expect(Array.from(a[1])).toEqual(Array.from(b[1]));
     }
+  });
+});
+
+describe("shiftRegs ≡ two copyRegs", () => {
+  test("16 each: the saved copy is the old contents, the registers the next ones (equal or not, register by register)", () => {
+    fc.assert(fc.property(halves, halves, fc.array(fc.boolean(), { minLength: 16, maxLength: 16 }), halves, (cur0, next0, same, save0) => {
+      const next = next0.slice();
+      for (let i = 0; i < 16; i++) if (same[i]) next[i] = cur0[i]; // (registers the run left alone)
+      const a = [save0.slice(), cur0.slice()], b = [save0.slice(), cur0.slice()];
+      shiftRegs(a[0], a[1], next);
+      copyRegs(b[0], b[1]); copyRegs(b[1], next);
+      expect(Array.from(a[0])).toEqual(Array.from(b[0]));
+      expect(Array.from(a[1])).toEqual(Array.from(b[1]));
+    }), { numRuns: 300 });
+  });
+
+  test("other lengths as the two copies (their RangeError included)", () => {
+    fc.assert(fc.property(fc.int32Array({ minLength: 15, maxLength: 17 }), fc.int32Array({ minLength: 15, maxLength: 17 }), fc.int32Array({ minLength: 15, maxLength: 17 }), (s0, c0, n) => {
+      const a = [s0.slice(), c0.slice()], b = [s0.slice(), c0.slice()];
+      let ea: unknown = null, eb: unknown = null;
+      try { shiftRegs(a[0], a[1], n); } catch (e) { ea = (e as Error).constructor; }
+      try { copyRegs(b[0], b[1]); copyRegs(b[1], n); } catch (e) { eb = (e as Error).constructor; }
+      expect(ea).toBe(eb);
+      expect([Array.from(a[0]), Array.from(a[1])]).toEqual([Array.from(b[0]), Array.from(b[1])]);
+    }), { numRuns: 300 });
   });
 });
 
