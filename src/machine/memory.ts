@@ -3,6 +3,7 @@ import { UsageError } from "../errors.js";
 import { CpuFault, PF, Vec } from "./events.js";
 import type { Journal } from "./journal.js";
 import { codeChanged, freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
+import type { Insn } from "./insn.js";
 import { PageIndex } from "./page-index.js";
 import { copyAligned, zeroBytes } from "./page-bytes.js";
 import { hiOf, isCanonical, loOf, pageKey, toBig } from "./u64.js";
@@ -562,6 +563,33 @@ export class Memory {
     this.gen++;
     if (this.loadCopied) this.flush();
   }
+  /**
+   * `loadAt(lo, hi, [v])` — one byte, as a loader writes it (a patch site's INT3) — with
+   * the page taken from a TLB slot when one holds it (the slots are filled from the index
+   * and dropped whenever it changes; a page shared with a snapshot still goes through
+   * loadPage's copy-on-write): the same checks, journal entry, invalidation and generation.
+   */
+  poke8(lo: number, hi: number, v: number): void {
+    if (this.beforeLoad !== null) this.beforeLoad(toBig(lo, hi), 1);
+    const pn = lo >>> 12, i = tlbSlot(pn), h = hi | 0, key = pageKey(lo, hi);
+    let p: Page | null = null;
+    if (this.xPn[i] === pn && this.xHi[i] === h) p = this.xPage[i];
+    else if (this.rPn[i] === pn && this.rHi[i] === h) p = this.rPage[i];
+    this.loadCopied = false;
+    if (p === null || p.epoch !== this.epoch) p = this.loadPage(key, lo, hi);
+    const off = lo & 4095;
+    if (this.journal !== null) this.journal.record(p, key, off, 1);
+    p.data[off] = v;
+    const at = p.decodedAt;
+    // (decoded code on the page, none running in from the one before, and every offset that
+    // got an instruction known — decode-cache.ts records them, for recycle: only those can
+    // overlap the byte, so they are looked at instead of the 15 offsets before it)
+    if (p.code !== null && p.crossIn === false && at !== null && p.decodedN <= TRACKED_MAX) dropOverlapping(p, p.code, at, p.decodedN, off);
+    else this.loaded(p, key, lo, hi, off, 1);
+    this.gen++;
+    if (this.loadCopied) this.flush();
+  }
+
   /** Whether the current loadAt/fillAt copied a page (its TLB slots are then stale). */
   private loadCopied = false;
 
@@ -770,6 +798,24 @@ function copyFromArray(d: Uint8Array, off: number, bytes: readonly number[], k: 
  */
 const BUFFER_FILL = Buffer.prototype.fill as (this: Uint8Array, value: Uint8Array, start: number, end: number) => Uint8Array;
 const FILL_NATIVE_MIN = 256;
+
+/** Page.decodedN up to which Page.decodedAt lists every offset (decode-cache.ts: past it, a final -1). */
+const TRACKED_MAX = 255;
+
+/**
+ * invalidate(p, …, off, 1) for a page whose every decoded offset is among at[0..n) and that
+ * no instruction runs into: drops the instructions overlapping byte `off`.
+ */
+function dropOverlapping(p: Page, code: (Insn | undefined)[], at: Int32Array, n: number, off: number): void {
+  codeChanged(p);
+  for (let i = 0; i < n; i++) {
+    const s = at[i];
+    if (s <= off && s >= off - 14) {
+      const ins = code[s];
+      if (ins !== undefined && s + ins.len > off) code[s] = undefined;
+    }
+  }
+}
 
 /** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */
 const FRESH: (Page | null)[] = [null, null, null, null, null, null, null, null];

@@ -87,6 +87,33 @@ export function copyRegs(d: Int32Array, s: Int32Array): void {
   d[8] = s[8]; d[9] = s[9]; d[10] = s[10]; d[11] = s[11]; d[12] = s[12]; d[13] = s[13]; d[14] = s[14]; d[15] = s[15];
 }
 
+/**
+ * save[0..15] = cur[0..15], then cur[0..15] = next[0..15] (`copyRegs(save, cur);
+ * copyRegs(cur, next)` when all three hold 16), unrolled, storing into `cur` only where it
+ * differs: a run changes few registers, and each typed-array store costs about what a
+ * load does here.
+ */
+export function shiftRegs(save: Int32Array, cur: Int32Array, next: Int32Array): void {
+  if (save.length !== 16 || cur.length !== 16 || next.length !== 16) { copyRegs(save, cur); copyRegs(cur, next); return; }
+  let a: number, b: number;
+  a = cur[0]; save[0] = a; b = next[0]; if (a !== b) cur[0] = b;
+  a = cur[1]; save[1] = a; b = next[1]; if (a !== b) cur[1] = b;
+  a = cur[2]; save[2] = a; b = next[2]; if (a !== b) cur[2] = b;
+  a = cur[3]; save[3] = a; b = next[3]; if (a !== b) cur[3] = b;
+  a = cur[4]; save[4] = a; b = next[4]; if (a !== b) cur[4] = b;
+  a = cur[5]; save[5] = a; b = next[5]; if (a !== b) cur[5] = b;
+  a = cur[6]; save[6] = a; b = next[6]; if (a !== b) cur[6] = b;
+  a = cur[7]; save[7] = a; b = next[7]; if (a !== b) cur[7] = b;
+  a = cur[8]; save[8] = a; b = next[8]; if (a !== b) cur[8] = b;
+  a = cur[9]; save[9] = a; b = next[9]; if (a !== b) cur[9] = b;
+  a = cur[10]; save[10] = a; b = next[10]; if (a !== b) cur[10] = b;
+  a = cur[11]; save[11] = a; b = next[11]; if (a !== b) cur[11] = b;
+  a = cur[12]; save[12] = a; b = next[12]; if (a !== b) cur[12] = b;
+  a = cur[13]; save[13] = a; b = next[13]; if (a !== b) cur[13] = b;
+  a = cur[14]; save[14] = a; b = next[14]; if (a !== b) cur[14] = b;
+  a = cur[15]; save[15] = a; b = next[15]; if (a !== b) cur[15] = b;
+}
+
 export function loadCpu(c: Cpu, s: CpuState): void {
   copyRegs(c.lo, s.lo); copyRegs(c.hi, s.hi);
   c.ripLo = s.ripLo; c.ripHi = s.ripHi;

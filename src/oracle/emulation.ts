@@ -310,7 +310,7 @@ export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
   const m = k.m;
   const e = engineOf(b);
   resetKernel(k, e.emptyDesc);
-  if (lc.siteLo !== undefined && lc.siteHi !== undefined) m.mem.loadAt(lc.siteLo, lc.siteHi, INT3);
+  if (lc.siteLo !== undefined && lc.siteHi !== undefined) m.mem.poke8(lc.siteLo, lc.siteHi, 0xcc);
   else m.load(c.site, INT3);
   if (variant.sites === "ftrace" && c.trampoline === true) {
     k.ftraceUpdateFunc = c.site;
@@ -323,7 +323,7 @@ export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
     k.dieNotifiers.push(int3SelftestNotifier(k, c.site, lc.target, k.selftestEmulate));
   } else {
     const noDisp = c.kind === "nop2" || c.kind === "nop5" || c.kind === "ret";
-    const opcode = OPCODE[c.kind] | (c.kind === "jcc8" || c.kind === "jcc32" ? c.cc : 0);
+    const opcode = opcodeOf(c.kind) | (c.kind === "jcc8" || c.kind === "jcc32" ? c.cc : 0);
     // the site's int32 halves too: do_int3 finds it without BigInt
     const exact = c.site >= 0n && (m.bits === 64 ? c.site < TWO64 : c.site < TWO32N); // (else the halves would name another address)
     // the engine's own batch of one, refilled (a case's kernel state: nothing keeps it past the case)
@@ -365,7 +365,16 @@ const INT3 = [0xcc];
 const RUN_STEPS = 500;
 /** The events of a run that reported none (shared, frozen: results' event lists are read-only). */
 const NO_EVENTS: readonly KernelEvent[] = Object.freeze([]);
-const OPCODE: Record<PatchKind, number> = { call: 0xe8, jmp32: 0xe9, jmp8: 0xeb, nop2: 0xeb, nop5: 0xe9, ret: 0xc3, jcc8: 0x70, jcc32: 0x70 };
+/** The opcode text_poke_loc_init records for a kind (NOPs become JMPs), as a switch: a keyed load by kind is an inline-cache call. */
+function opcodeOf(kind: PatchKind): number {
+  switch (kind) {
+    case "call": return 0xe8;
+    case "jmp32": case "nop5": return 0xe9;
+    case "jmp8": case "nop2": return 0xeb;
+    case "ret": return 0xc3;
+    case "jcc8": case "jcc32": return 0x70;
+  }
+}
 
 /**
  * Runs one case both ways from the same state S: the real instruction at X, and the int3 at X

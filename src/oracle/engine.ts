@@ -3,9 +3,9 @@ import type { Cpu } from "../machine/cpu.js";
 import { Journal } from "../machine/journal.js";
 import type { TextPokeLoc } from "../kernel/kernel.js";
 import type { Machine } from "../machine/machine.js";
-import { copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, type MachineSnapshot, type MemoryDiff, type RegisterDiff, saveSegments, SEG_STATE_LEN, type StateDiff } from "../machine/state.js";
+import { copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, loadSegments, type MachineSnapshot, type MemoryDiff, type RegisterDiff, saveSegments, SEG_STATE_LEN, shiftRegs, type StateDiff } from "../machine/state.js";
 import { type Bench, COOKIE } from "./emulation.js";
-import { diffRuns, type KeyRanges, remaps, SegmentBuffer } from "./segment.js";
+import { diffRuns, type KeyRanges, remaps, SegmentBuffer, segBytes } from "./segment.js";
 
 /** A CPU state in reusable buffers. */
 class CpuBuffer implements CpuState {
@@ -21,6 +21,22 @@ class CpuBuffer implements CpuState {
     copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi);
     this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
     if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; } // only when the segment state changed
+  }
+
+  /**
+   * save(c), then loadCpu(c, next), in one pass over the GPRs (shiftRegs): realDone's
+   * exchange of the real run's final state for the state both runs start from.
+   */
+  saveThenLoad(c: Cpu, next: CpuState): void {
+    this.bits = c.bits;
+    shiftRegs(this.lo, c.lo, next.lo); shiftRegs(this.hi, c.hi, next.hi);
+    this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
+    if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; }
+    c.ripLo = next.ripLo; c.ripHi = next.ripHi;
+    c.flags = next.flags;
+    loadSegments(c, next.seg, next.segGen);
+    c.cr2 = next.cr2; c.halted = next.halted;
+    c.refetch();
   }
 
   /** A plain copy that outlives the buffer (a snapshot's CPU state). */
@@ -177,10 +193,13 @@ export class Engine {
 
   /** The real run is done: remember what it wrote and the CPUs, then undo it. */
   realDone(): void {
-    this.saveCpus("real");
-    this.real.capture(this.m.mem, this.j, this.loadedMark);
-    this.rollback(this.loadedMark);
-    this.loadCpus("before");
+    // (what the run wrote and its undo in one pass when that is all a rollback would do)
+    if (!this.real.take(this.m.mem, this.j, this.loadedMark)) {
+      this.real.capture(this.m.mem, this.j, this.loadedMark);
+      this.rollback(this.loadedMark);
+    }
+    const cpus = this.m.cpus, real = this.cpuReal, before = this.cpuBefore;
+    for (let i = 0; i < cpus.length; i++) real[i].saveThenLoad(cpus[i], before[i]);
   }
 
   /** The emulated run is done (its writes, arming the site included, stay in the journal). */
@@ -238,7 +257,7 @@ export class Engine {
     const before = mem.snapshot();
     const r = this.real;
     for (let i = 0; i < r.n; i++) {
-      if (r.sizes[i] > 0) mem.load((BigInt(r.keys[i]) << 12n) + BigInt(r.offs[i]), r.bytes.subarray(r.at[i], r.at[i] + r.sizes[i]));
+      if (r.sizes[i] > 0) mem.load((BigInt(r.keys[i]) << 12n) + BigInt(r.offs[i]), segBytes(r, i));
     }
     const real = mem.snapshot();
     mem.restore(emu);

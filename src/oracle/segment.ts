@@ -1,6 +1,7 @@
 import type { Journal } from "../machine/journal.js";
 import type { Memory } from "../machine/memory.js";
 import type { MemoryDiff } from "../machine/state.js";
+import type { Page } from "../machine/page.js";
 
 /**
  * What a stretch of journal entries left in memory: per entry its page, offset and size and
@@ -14,9 +15,29 @@ export interface Segment {
   readonly offs: Int32Array;
   /** Bytes (> 0), or 0 for a mapping change. */
   readonly sizes: Int32Array;
-  /** Start of each entry's bytes in `bytes`; for a mapping change, the permissions (-1: unmapped). */
+  /** Entries of more than 8 bytes: the start of their bytes in `bytes`; a mapping change: the permissions (-1: unmapped). */
   readonly at: Int32Array;
+  /**
+   * Entries of 1–8 bytes: their bytes as little-endian int32 halves, bytes 0–3 in `lo`, 4–7
+   * in `hi`, zero past the entry's size (two words to read and compare, not eight bytes: a
+   * typed-array access costs a handful of host instructions in this V8).
+   */
+  readonly lo: Int32Array;
+  readonly hi: Int32Array;
   readonly bytes: Uint8Array;
+}
+
+/** Byte k of entry i of `s`. */
+export function segByte(s: Segment, i: number, k: number): number {
+  if (s.sizes[i] > 8) return s.bytes[s.at[i] + k];
+  return k < 4 ? (s.lo[i] >>> (8 * k)) & 0xff : (s.hi[i] >>> (8 * (k - 4))) & 0xff;
+}
+
+/** The bytes of data entry i of `s` (a copy). */
+export function segBytes(s: Segment, i: number): Uint8Array {
+  const out = new Uint8Array(s.sizes[i]);
+  for (let k = 0; k < out.length; k++) out[k] = segByte(s, i, k);
+  return out;
 }
 
 /** A Segment in reusable, growing buffers (the engine keeps a few: capturing allocates nothing). */
@@ -26,6 +47,8 @@ export class SegmentBuffer implements Segment {
   offs = new Int32Array(64);
   sizes = new Int32Array(64);
   at = new Int32Array(64);
+  lo = new Int32Array(64);
+  hi = new Int32Array(64);
   bytes = new Uint8Array(4096);
 
   /** Fills this with journal entries [from, j.n) and the current contents of what they wrote. */
@@ -33,7 +56,7 @@ export class SegmentBuffer implements Segment {
     const n = j.n - from;
     if (n > this.keys.length) this.grow(n);
     let nb = 0;
-    for (let e = from; e < j.n; e++) nb += j.sizes[e];
+    for (let e = from; e < j.n; e++) if (j.sizes[e] > 8) nb += j.sizes[e];
     if (nb > this.bytes.length) this.bytes = new Uint8Array(Math.max(nb, 2 * this.bytes.length));
     const keys = this.keys, offs = this.offs, sizes = this.sizes, at = this.at, bytes = this.bytes;
     let b = 0;
@@ -45,12 +68,16 @@ export class SegmentBuffer implements Segment {
         at[i] = cur === undefined ? -1 : cur.perm;
         continue;
       }
-      at[i] = b;
       const p = e >= j.slowBelow ? j.pages[e] : mem.pageAt(key);
+      if (size <= 8) {
+        if (p === undefined) { this.lo[i] = 0; this.hi[i] = 0; }
+        else { readHalves(p, off, size); this.lo[i] = HALF_LO; this.hi[i] = HALF_HI; }
+        continue;
+      }
+      at[i] = b;
       if (p !== undefined) {
         const d = p.data;
-        if (size === 8 && off <= 4088) copy8(bytes, b, d, off); // (a word store: most entries)
-        else if (size <= 64) for (let k = 0; k < size; k++) bytes[b + k] = d[off + k];
+        if (size <= 64) for (let k = 0; k < size; k++) bytes[b + k] = d[off + k];
         else bytes.set(d.subarray(off, off + size), b);
       }
       b += size;
@@ -59,16 +86,73 @@ export class SegmentBuffer implements Segment {
     return this;
   }
 
+  /**
+   * capture(mem, j, from) followed by mem.rollback(from), in one go, when that is only
+   * putting old bytes back: every entry from `from` on is a write of at most 8 bytes
+   * (no mapping change, no zero fill), recorded on the page object memory holds now
+   * (from >= j.slowBelow) and on a page without decoded code (nothing to invalidate) —
+   * a run's stack pushes and data stores. Then Memory.rollback does nothing else either
+   * (no page recycled or remapped, no TLB slot dropped, no generation bumped). Returns
+   * false, having changed nothing but this buffer's contents, otherwise (the caller then
+   * takes the general path).
+   */
+  take(mem: Memory, j: Journal, from: number): boolean {
+    const end = j.n, n = end - from;
+    if (mem.journal !== j || j.broken || from < j.slowBelow || n > this.keys.length) return false;
+    // (every array in a local: a typed-array access through a field reloads the field too)
+    const pages = j.pages, sizes = j.sizes, offs = j.offs, keys = j.keys;
+    const sk = this.keys, so = this.offs, ss = this.sizes, sl = this.lo, sh = this.hi;
+    // the final bytes first, oldest entry first (entries may overlap: each sees them all)
+    for (let i = 0, e = from; e < end; i++, e++) {
+      const size = sizes[e], p = pages[e];
+      // (`=== true`: a boolean field's truthiness is tested in full in this V8)
+      if (size === 0 || size > 8 || p === undefined || p.code !== null || p.crossIn === true) return false;
+      const off = offs[e];
+      sk[i] = keys[e]; so[i] = off; ss[i] = size;
+      if (size === 8 && (off & 3) === 0) { const w = p.i32, q = off >> 2; sl[i] = w[q]; sh[i] = w[q + 1]; }
+      else { readHalves(p, off, size); sl[i] = HALF_LO; sh[i] = HALF_HI; }
+    }
+    // then the old bytes back, newest entry first (Memory.rollback's undo of short entries)
+    const vlo = j.vlo, vhi = j.vhi;
+    for (let e = end - 1; e >= from; e--) {
+      const size = sizes[e], off = offs[e], p = pages[e] as Page;
+      if (size === 8) {
+        if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[e]; w[q + 1] = vhi[e]; }
+        else { const dv = p.dv; dv.setInt32(off, vlo[e], true); dv.setInt32(off + 4, vhi[e], true); }
+      } else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = vlo[e]; else p.dv.setInt32(off, vlo[e], true); }
+      else if (size === 1) p.data[off] = vlo[e];
+      else { const d = p.data, v = vlo[e], w = vhi[e]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
+    }
+    j.truncate(from);
+    this.n = n;
+    return true;
+  }
+
   private grow(n: number): void {
     const m = Math.max(n, 2 * this.keys.length);
     this.keys = new Float64Array(m); this.offs = new Int32Array(m); this.sizes = new Int32Array(m); this.at = new Int32Array(m);
+    this.lo = new Int32Array(m); this.hi = new Int32Array(m);
   }
 }
 
-/** d[j..j+8) = s[i..i+8), unrolled (d has room: capture sizes it). */
-function copy8(d: Uint8Array, j: number, s: Uint8Array, i: number): void {
-  d[j] = s[i]; d[j + 1] = s[i + 1]; d[j + 2] = s[i + 2]; d[j + 3] = s[i + 3];
-  d[j + 4] = s[i + 4]; d[j + 5] = s[i + 5]; d[j + 6] = s[i + 6]; d[j + 7] = s[i + 7];
+/** readHalves' result. */
+let HALF_LO = 0, HALF_HI = 0;
+
+/** The `size` (1–8) bytes at `off` of `p` as little-endian halves into HALF_LO/HALF_HI, zero past `size` (within the page: a journal entry is). */
+function readHalves(p: Page, off: number, size: number): void {
+  if (size === 8 && (off & 3) === 0) { HALF_LO = p.i32[off >> 2]; HALF_HI = p.i32[(off >> 2) + 1]; return; }
+  if (size === 4 && (off & 3) === 0) { HALF_LO = p.i32[off >> 2]; HALF_HI = 0; return; }
+  const d = p.data;
+  let v = 0, w = 0;
+  for (let k = Math.min(size, 4) - 1; k >= 0; k--) v = (v << 8) | d[off + k];
+  for (let k = size - 1; k >= 4; k--) w = (w << 8) | d[off + k];
+  HALF_LO = v; HALF_HI = w;
+}
+
+/** Whether entry i of `s` (1–8 bytes) holds the bytes at `off` of `p` now. */
+function sameAsPage(s: Segment, i: number, p: Page, off: number, size: number): boolean {
+  readHalves(p, off, size);
+  return HALF_LO === s.lo[i] && HALF_HI === s.hi[i];
 }
 
 /** Whether a segment changed a mapping (then only a whole-memory diff is exact). */
@@ -116,12 +200,12 @@ export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, t
   for (let i = 0; i < real.n; i++) {
     const size = real.sizes[i], key = real.keys[i], o = real.offs[i];
     if (covered(ignore, key, o, size)) continue;
-    const p = mem.pageAt(key), at = real.at[i];
+    const p = mem.pageAt(key);
     // (the common case — the callee's stores, made alike by both runs — without the byte loop)
-    if (p !== undefined && bytesEqual(real.bytes, at, p.data, o, size)) continue;
+    if (p !== undefined && (size <= 8 ? sameAsPage(real, i, p, o, size) : bytesEqual(real.bytes, real.at[i], p.data, o, size))) continue;
     const partly = meets(ignore, key, o, size); // (else no byte of it is ignored)
     for (let k = 0; k < size; k++) {
-      const x = real.bytes[at + k], y = p === undefined ? -1 : p.data[o + k];
+      const x = segByte(real, i, k), y = p === undefined ? -1 : p.data[o + k];
       if (x !== y && !(partly && covered(ignore, key, o + k, 1))) (hits ??= []).push([key, o + k, x, y]);
     }
   }
