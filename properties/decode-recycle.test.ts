@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { Journal, Machine, Perm } from "../src/index.js";
+import { codeFrom, type PoolInsn, runCode } from "./support/code-pool.js";
 
 // A page mapped inside a journal and rolled back is recycled with its decode-cache array kept,
 // emptied at the offsets the decode cache recorded (Page.decodedAt: every instruction placed,
@@ -10,21 +11,13 @@ import { Journal, Machine, Perm } from "../src/index.js";
 const KEY = 0xffffffff90000, AT = 0xffffffff90000000n;
 
 /** Short and long position-independent instructions without memory accesses (64-bit). */
-const POOL: readonly (readonly [readonly number[], number])[] = [
+const POOL: readonly PoolInsn[] = [
   [[0x48, 0xb8], 8], [[0x48, 0xb9], 8], [[0x66, 0x66, 0x66, 0x48, 0xba], 8], // movabs
   [[0x48, 0x81, 0xc1], 4], [[0x05], 4], [[0xb8], 4], [[0xbb], 4], // add/mov imm32
   [[0x90], 0], [[0x01, 0xc8], 0], [[0x31, 0xd3], 0], [[0xf7, 0xd0], 0],
 ];
-const seq = fc.array(fc.tuple(fc.integer({ min: 0, max: POOL.length - 1 }), fc.uint8Array({ minLength: 8, maxLength: 8 }))
-  .map(([i, t]) => [...POOL[i][0], ...t.subarray(0, POOL[i][1])]), { minLength: 1, maxLength: 8 }).map((s) => [...s.flat(), 0xf4]);
-
-function run(m: Machine, at: bigint): unknown {
-  for (let i = 0; i < 4; i++) m.cpu.setReg(i, 0n);
-  m.cpu.flags = 0x2;
-  m.cpu.rip = at;
-  const r = m.run({ maxSteps: 50 });
-  return { reason: r.reason, steps: r.steps, rip: m.cpu.rip, regs: [0, 1, 2, 3].map((i) => m.cpu.reg(i)) };
-}
+const seq = codeFrom(POOL, 8);
+const run = (m: Machine, at: bigint): unknown => runCode(m, at, 50);
 
 describe("decode cache on recycled pages", () => {
   test("x86_64: code laid on a page recycled by rollback runs as on a fresh machine", () => {

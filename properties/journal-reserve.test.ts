@@ -2,6 +2,7 @@ import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { Machine } from "../src/index.js";
 import { Journal } from "../src/machine/journal.js";
+import { expectJournalMeaning, type MemMark, pagesBytes } from "./support/journal-meaning.js";
 
 // Journal.reserveDown — the k records of a run of pushes at once, the caller copying the old
 // words (fused stack runs, 64-bit delivery's frame) — against the same pushes made one by one
@@ -34,12 +35,8 @@ function check(ops: readonly Op[], dirt: number, oneByOne: boolean): void {
   mem.journal = j;
   const lo0 = Number(BASE & 0xffffffffn) | 0, hi0 = Number(BASE >> 32n) | 0;
   const key0 = Number(BASE >> 12n);
-  const bytes = (): Uint8Array => {
-    const out = new Uint8Array(0x2000);
-    out.set(mem.pages.get(key0)!.data, 0); out.set(mem.pages.get(key0 + 1)!.data, 0x1000);
-    return out;
-  };
-  const marks: { at: number; mem: Uint8Array }[] = [{ at: j.mark(), mem: bytes() }];
+  const bytes = (): Uint8Array => pagesBytes(mem, key0, 2);
+  const marks: MemMark[] = [{ at: j.mark(), mem: bytes() }];
   let last = 0x1000; // the lowest byte the last write wrote
   for (const o of ops) {
     if (o.kind === "mark") { marks.push({ at: j.mark(), mem: bytes() }); continue; }
@@ -80,24 +77,7 @@ function check(ops: readonly Op[], dirt: number, oneByOne: boolean): void {
       if (w === 8) dv.setInt32(o2 + 4, vh, true);
     }
   }
-  const first = marks[0];
-  const seen = new Set<number>();
-  for (let i = first.at; i < j.n; i++) {
-    const key = j.keys[i], off = j.offs[i];
-    for (let k = 0; k < j.sizes[i]; k++) {
-      const pos = (key - key0) * 4096 + off + k;
-      if (seen.has(pos)) continue;
-      seen.add(pos);
-      if (j.oldByte(i, k) !== first.mem[pos]) expect(j.oldByte(i, k), `entry ${i} byte ${k}`).toBe(first.mem[pos]);
-    }
-  }
-  for (let q = marks.length - 1; q >= 0; q--) {
-    mem.rollback(marks[q].at);
-    const now = bytes(), want = marks[q].mem;
-    let bad = -1;
-    for (let k = 0; k < now.length && bad < 0; k++) if (now[k] !== want[k]) bad = k;
-    expect(bad, `first byte that differs after the rollback to mark ${q}`).toBe(-1);
-  }
+  expectJournalMeaning(mem, j, marks, key0, 2);
 }
 
 describe("Journal.reserveDown: a run's records at once", () => {

@@ -2,6 +2,7 @@ import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { diffMemory, Machine } from "../src/index.js";
 import { Journal } from "../src/machine/journal.js";
+import { expectJournalMeaning, type MemMark, pagesBytes } from "./support/journal-meaning.js";
 
 // The journal's compact forms: pushes (8-byte writes going down a page) folded into one run
 // entry, fills recorded without a copy of zeros, marks that stop a run. Checked against the
@@ -35,12 +36,8 @@ describe("write journal: runs, zero fills, marks", () => {
         return [Number(BigInt.asIntN(32, a)), Number(BigInt.asIntN(32, a >> 32n))];
       };
       const key0 = Number(BASE >> 12n);
-      const bytes = (): Uint8Array => {
-        const out = new Uint8Array(0x2000);
-        out.set(mem.pages.get(key0)!.data, 0); out.set(mem.pages.get(key0 + 1)!.data, 0x1000);
-        return out;
-      };
-      const marks: { at: number; mem: Uint8Array }[] = [{ at: j.mark(), mem: bytes() }];
+      const bytes = (): Uint8Array => pagesBytes(mem, key0, 2);
+      const marks: MemMark[] = [{ at: j.mark(), mem: bytes() }];
       for (const o of ops) {
         if (o.kind === "mark") { marks.push({ at: j.mark(), mem: bytes() }); continue; }
         if (o.kind === "push") {
@@ -67,26 +64,7 @@ describe("write journal: runs, zero fills, marks", () => {
           else mem.write64(l, h, o.v, o.v >> 3);
         }
       }
-      // old bytes: for every byte an entry after the first mark wrote, the first such entry's
-      // old byte is the byte at that mark
-      const first = marks[0];
-      const seen = new Set<number>();
-      for (let i = first.at; i < j.n; i++) {
-        const key = j.keys[i], off = j.offs[i];
-        for (let k = 0; k < j.sizes[i]; k++) {
-          const pos = (key - Number(BASE >> 12n)) * 4096 + off + k;
-          if (seen.has(pos)) continue;
-          seen.add(pos);
-          if (j.oldByte(i, k) !== first.mem[pos]) expect(j.oldByte(i, k), `entry ${i} byte ${k}`).toBe(first.mem[pos]);
-        }
-      }
-      for (let q = marks.length - 1; q >= 0; q--) {
-        mem.rollback(marks[q].at);
-        const now = bytes(), want = marks[q].mem;
-        let bad = -1;
-        for (let k = 0; k < now.length && bad < 0; k++) if (now[k] !== want[k]) bad = k;
-        expect(bad, `first byte that differs after the rollback to mark ${q}`).toBe(-1);
-      }
+      expectJournalMeaning(mem, j, marks, key0, 2);
     }), { numRuns: 300 });
   });
 

@@ -2,7 +2,7 @@ import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { Machine } from "../src/index.js";
 import { Journal } from "../src/machine/journal.js";
-import { copyAligned, zeroBytes } from "../src/machine/page-bytes.js";
+import { copyAligned, putShort, shortHi, shortLo, zeroBytes } from "../src/machine/page-bytes.js";
 
 // The word-wise bulk moves (page-bytes.ts) against the obvious byte loops: on their own over
 // random arrays (ranges on both sides of the word/builtin crossover), and inside Memory on
@@ -20,6 +20,19 @@ const dirt = fc.uint8Array({ minLength: SIZE, maxLength: SIZE });
 const range = fc.tuple(fc.integer({ min: 0, max: SIZE }), fc.integer({ min: 0, max: SIZE })).map(([a, b]) => [Math.min(a, b), Math.max(a, b)] as const);
 
 describe("page-bytes: word loops ≡ byte loops", () => {
+  test("shortLo/shortHi read 1–8 bytes as little-endian halves; putShort writes them back there, nothing else", () => {
+    fc.assert(fc.property(dirt, dirt, fc.integer({ min: 1, max: 8 }), fc.nat(SIZE - 8), (init, other, size, off) => {
+      const [d] = arrays(other);
+      let lo = 0, hi = 0;
+      for (let k = 0; k < size; k++) { if (k < 4) lo |= init[off + k] << (8 * k); else hi |= init[off + k] << (8 * (k - 4)); }
+      expect([shortLo(init, off, size), shortHi(init, off, size)]).toEqual([lo, hi]);
+      putShort(d, new Int32Array(d.buffer), new DataView(d.buffer), off, size, lo, hi);
+      const want = Uint8Array.from(other);
+      want.set(init.subarray(off, off + size), off);
+      expect(Buffer.from(d).toString("hex")).toBe(Buffer.from(want).toString("hex"));
+    }), { numRuns: 1000 });
+  });
+
   test("zeroBytes zeros [off, end), nothing else", () => {
     fc.assert(fc.property(dirt, range, (init, [off, end]) => {
       const [d, w] = arrays(init);

@@ -1,6 +1,7 @@
 import { describe, expect, test } from "vitest";
 import fc from "fast-check";
 import { Journal, Machine, Perm } from "../src/index.js";
+import { codeFrom, type PoolInsn, runCode } from "./support/code-pool.js";
 
 // Memory.rollback skips invalidating decoded code only on the pages it is about to recycle
 // (fresh mappings after the mark: their caches are emptied on recycling). A page that stays
@@ -16,12 +17,11 @@ const RX = Perm.R | Perm.X;
 const FRESH_KEYS = [KEY + 1, KEY - 1, KEY + 7];
 
 /** A few instructions whose effects differ (registers 0–3), no memory access; HLT ends. */
-const POOL: readonly (readonly [readonly number[], number])[] = [
+const POOL: readonly PoolInsn[] = [
   [[0xb8], 4], [[0xb9], 4], [[0x05], 4], [[0x48, 0x81, 0xc2], 4], // mov eax/ecx, add eax/rdx imm32
   [[0x01, 0xc8], 0], [[0x31, 0xd3], 0], [[0xf7, 0xd0], 0], [[0x90], 0],
 ];
-const code = fc.array(fc.tuple(fc.nat(POOL.length - 1), fc.uint8Array({ minLength: 4, maxLength: 4 }))
-  .map(([i, t]) => [...POOL[i][0], ...t.subarray(0, POOL[i][1])]), { minLength: 1, maxLength: 5 }).map((s) => [...s.flat(), 0xf4]);
+const code = codeFrom(POOL, 5);
 
 const op = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant("overwrite" as const), code, byWords: fc.boolean(), run: fc.boolean() }) },
@@ -29,13 +29,7 @@ const op = fc.oneof(
   { weight: 2, arbitrary: fc.record({ kind: fc.constant("mark" as const) }) },
 );
 
-function run(m: Machine, at: bigint): unknown {
-  for (let i = 0; i < 4; i++) m.cpu.setReg(i, 0n);
-  m.cpu.flags = 0x2;
-  m.cpu.rip = at;
-  const r = m.run({ maxSteps: 40 });
-  return { reason: r.reason, steps: r.steps, rip: m.cpu.rip, regs: [0, 1, 2, 3].map((i) => m.cpu.reg(i)) };
-}
+const run = (m: Machine, at: bigint): unknown => runCode(m, at, 40);
 
 /** What a machine that never saw the overwrites does with these page bytes (code lies in the first 96). */
 const seen = new Map<string, unknown>();

@@ -1,7 +1,7 @@
 import { Mnemonic } from "iced-x86";
 import { CpuFault, faultClass, type EventKind, type ExceptionEvent, type RunResult, type StopReason, Vec, vectorName } from "./events.js";
 import { F } from "./flags.js";
-import type { Insn } from "./insn.js";
+import { type Insn, setNextRip } from "./insn.js";
 import type { Memory } from "./memory.js";
 import type { Page } from "./page.js";
 import { emptyTss, type Gate, type Gdt, type Tss } from "./tables.js";
@@ -379,9 +379,7 @@ export class Cpu {
         this.pending = 0;
         return "stopped";
       }
-      const nl = (lo + ins.len) | 0; // (the next instruction: see Insn; a carry out of the low half when it wraps to >= 0)
-      this.ripLo = nl;
-      this.ripHi = lo < 0 && nl >= 0 ? (this.bits === 64 ? (hi + 1) | 0 : 0) : hi;
+      setNextRip(this, lo, hi, ins.len);
       ins.exec(this, ins);
     } catch (e) {
       if (!(e instanceof CpuFault)) throw e;
@@ -449,7 +447,8 @@ export class Cpu {
             const k = stackRun(this, ins, fPage, lo, hi, maxSteps - steps, hasUntil, uLo, uHi);
             if (k !== 0) { steps += k; continue; } // (nothing pending after it: see stack-runs.ts)
           }
-          const nl = (lo + ins.len) | 0; // (the next instruction: see Insn; int32 arithmetic: a carry out of the low half when it wraps to >= 0)
+          // (setNextRip written out: this loop is past V8's inlining budget, and a call per step costs)
+          const nl = (lo + ins.len) | 0;
           this.ripLo = nl;
           this.ripHi = lo < 0 && nl >= 0 ? (wide ? (hi + 1) | 0 : 0) : hi;
           ins.exec(this, ins);

@@ -3,7 +3,7 @@ import type { Cpu, DecodeFn } from "./cpu.js";
 import { testCondition } from "./flags.js";
 import type { HostEntry } from "./host.js";
 import { type Exec, type Insn, PlacedInsn } from "./insn.js";
-import type { Page } from "./page.js";
+import { DECODED_TRACKED, type Page } from "./page.js";
 import { isCanonical } from "./u64.js";
 
 /** What an instruction's bytes compile to wherever they sit (position-independent code). */
@@ -149,8 +149,8 @@ export function cachedDecode(inner: DecodeFn, hosts: ReadonlyMap<bigint, HostEnt
       if (!sameBytes(n, dv, end)) break;
       // place() and track() for one in a page that already holds code
       code[end] = n.insn ?? insnOf(n);
-      if (nd < TRACKED) at[nd++] = end;
-      else if (nd === TRACKED) at[nd++] = -1;
+      if (nd < DECODED_TRACKED) at[nd++] = end;
+      else if (nd === DECODED_TRACKED) at[nd++] = -1;
       end += n.len;
       last = n;
     }
@@ -273,17 +273,16 @@ function sameBytes(e: Compiled, dv: DataView, o: number): boolean {
 
 /**
  * Records where the page holds decoded code, so a page memory recycles can drop exactly
- * that (Page.decodedAt; past TRACKED offsets it records "too many": drop the whole cache).
+ * that (Page.decodedAt; past DECODED_TRACKED offsets it records "too many": drop the whole cache).
  */
 function track(page: Page, off: number, ins: Insn): Insn {
-  const at = (page.decodedAt ??= new Int32Array(TRACKED + 1));
+  const at = (page.decodedAt ??= new Int32Array(DECODED_TRACKED + 1));
   const n = page.decodedN;
-  if (n < TRACKED) { at[n] = off; page.decodedN = n + 1; }
-  else if (n === TRACKED) { at[n] = -1; page.decodedN = n + 1; }
+  if (n < DECODED_TRACKED) { at[n] = off; page.decodedN = n + 1; }
+  else if (n === DECODED_TRACKED) { at[n] = -1; page.decodedN = n + 1; }
   return ins;
 }
 
-const TRACKED = 255;
 /** "Needs more bytes than given" (match). */
 const MORE = Symbol("more");
 /** The bytes at a page's end and the next page's start. */
@@ -320,29 +319,25 @@ function branchExec(form: number, bits: number): Exec {
   return table[form] ??= makeBranchExec(form, bits);
 }
 
+/** target64's result: the target's int32 halves. */
+let T_LO = 0, T_HI = 0;
+
+/**
+ * A 64-bit relative branch's target, RIP (the next instruction) + disp, into T_LO/T_HI; a
+ * non-canonical one raises #GP(0) at the branch (checkTarget), before anything changes.
+ */
+function target64(cpu: Cpu, disp: number): void {
+  const t = (cpu.ripLo >>> 0) + disp, tl = t | 0, th = (cpu.ripHi + (t < 0 ? -1 : t >= TWO32 ? 1 : 0)) | 0;
+  if (!isCanonical(tl, th)) cpu.checkTarget(tl, th);
+  T_LO = tl; T_HI = th;
+}
+
 function makeBranchExec(form: number, bits: number): Exec {
   const cc = form & 0xf;
   if (bits === 64) {
-    if (form === 0xe8) {
-      return (cpu, ins) => {
-        const t = (cpu.ripLo >>> 0) + ins.disp, tl = t | 0, th = (cpu.ripHi + (t < 0 ? -1 : t >= TWO32 ? 1 : 0)) | 0;
-        if (!isCanonical(tl, th)) cpu.checkTarget(tl, th);
-        cpu.pushW(cpu.ripLo, cpu.ripHi); cpu.ripLo = tl; cpu.ripHi = th;
-      };
-    }
-    if (form === 0xe9 || form === 0xeb) {
-      return (cpu, ins) => {
-        const t = (cpu.ripLo >>> 0) + ins.disp, tl = t | 0, th = (cpu.ripHi + (t < 0 ? -1 : t >= TWO32 ? 1 : 0)) | 0;
-        if (!isCanonical(tl, th)) cpu.checkTarget(tl, th);
-        cpu.ripLo = tl; cpu.ripHi = th;
-      };
-    }
-    return (cpu, ins) => {
-      if (!testCondition(cc, cpu.flags)) return;
-      const t = (cpu.ripLo >>> 0) + ins.disp, tl = t | 0, th = (cpu.ripHi + (t < 0 ? -1 : t >= TWO32 ? 1 : 0)) | 0;
-      if (!isCanonical(tl, th)) cpu.checkTarget(tl, th);
-      cpu.ripLo = tl; cpu.ripHi = th;
-    };
+    if (form === 0xe8) return (cpu, ins) => { target64(cpu, ins.disp); const tl = T_LO, th = T_HI; cpu.pushW(cpu.ripLo, cpu.ripHi); cpu.ripLo = tl; cpu.ripHi = th; }; // (read before the push: a write hook may run other code)
+    if (form === 0xe9 || form === 0xeb) return (cpu, ins) => { target64(cpu, ins.disp); cpu.ripLo = T_LO; cpu.ripHi = T_HI; };
+    return (cpu, ins) => { if (testCondition(cc, cpu.flags)) { target64(cpu, ins.disp); cpu.ripLo = T_LO; cpu.ripHi = T_HI; } };
   }
   if (form === 0xe8) return (cpu, ins) => { const tl = (cpu.ripLo + ins.disp) | 0; cpu.pushW(cpu.ripLo, 0); cpu.ripLo = tl; cpu.ripHi = 0; };
   if (form === 0xe9 || form === 0xeb) return (cpu, ins) => { cpu.ripLo = (cpu.ripLo + ins.disp) | 0; cpu.ripHi = 0; };

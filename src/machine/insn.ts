@@ -10,10 +10,22 @@ import type { StackRun } from "./stack-runs.js";
 export type Exec = (c: Cpu, ins: Insn) => void;
 
 /**
+ * Sets RIP to the instruction after one of `len` bytes at (lo, hi): lo + len in int32, with a
+ * carry into the high half when the low half wraps to >= 0 (in 32-bit mode the high half stays
+ * 0). What the run loop, Cpu.step and a fused stack run do before or after executing.
+ */
+export function setNextRip(c: Cpu, lo: number, hi: number, len: number): void {
+  const nl = (lo + len) | 0;
+  c.ripLo = nl;
+  c.ripHi = lo < 0 && nl >= 0 ? (c.bits === 64 ? (hi + 1) | 0 : 0) : hi;
+}
+
+/**
  * A decoded, compiled instruction in the decode cache. It holds no address: what follows it
  * is where it ran from + len (the run loop computes that), so one object may stand at many
  * addresses (the decode cache places one object per position-independent instruction
- * wherever its bytes are). An Insn never changes once made: a hook may keep it.
+ * wherever its bytes are). Its fields never change once made (`run`, the fused stack run
+ * starting here, is filled in once): a hook may keep it.
  */
 export interface Insn {
   readonly exec: Exec;

@@ -1,5 +1,5 @@
 import type { Page } from "./page.js";
-import { copyAligned } from "./page-bytes.js";
+import { copyAligned, shortHi, shortLo } from "./page-bytes.js";
 
 /**
  * A write journal (undo log) for Memory: while one is attached (`mem.journal`), every write —
@@ -119,16 +119,7 @@ export class Journal {
       if (size + this.sizes[q] <= 8) { this.extend(p, off, w); return -1; }
       let b = this.nb;
       if (b + size + 8 > this.oldCap) this.growBytes(b + size + 8);
-      if (this.tailRun === 0) {
-        // the tail's own old bytes become the run's first chunks (as extend does), upper first
-        const o = this.oldW, c = b >> 2;
-        if (this.sizes[q] === 8) {
-          if (w === 8) { o[c] = this.vlo[q]; o[c + 1] = this.vhi[q]; this.vhi[q] = 2; }
-          else { o[c] = this.vhi[q]; o[c + 1] = this.vlo[q]; this.vhi[q] = 3; }
-          b += 8;
-        } else { o[c] = this.vlo[q]; this.vhi[q] = 3; b += 4; } // (a single 4-byte entry)
-        this.tailRun = 1;
-      }
+      if (this.tailRun === 0) b += 4 * this.tailToRun(q, w, b >> 2);
       this.offs[q] = off;
       this.sizes[q] += size;
       this.nb = b + size;
@@ -166,11 +157,7 @@ export class Journal {
       else if (size === 2) this.vlo[i] = p.dv.getUint16(off, true);
       else if (size < 8) {
         // bytes 0–3 in vlo, 4–6 in vhi (as oldByte reads them)
-        const d = p.data;
-        let v = 0, w = 0;
-        for (let k = Math.min(size, 4) - 1; k >= 0; k--) v = (v << 8) | d[off + k];
-        for (let k = size - 1; k >= 4; k--) w = (w << 8) | d[off + k];
-        this.vlo[i] = v; this.vhi[i] = w;
+        this.vlo[i] = shortLo(p.data, off, size); this.vhi[i] = shortHi(p.data, off, size);
       }
       else {
         this.vhi[i] = 0; // (1: the old bytes were zeros and are not kept, see recordZero; 2 and 3: a run, see extend)
@@ -209,19 +196,31 @@ export class Journal {
     if (b + 16 > this.oldCap) this.growBytes(b + 16);
     const o = this.oldW;
     let c = b >> 2; // (b is word-aligned)
-    if (this.tailRun === 0) {
-      // chunks 0.. (at[q] is b): the entry's own old bytes, upper chunk first
-      if (w === 8) { o[c] = this.vlo[q]; o[c + 1] = this.vhi[q]; this.vhi[q] = 2; }
-      else { o[c] = this.vhi[q]; o[c + 1] = this.vlo[q]; this.vhi[q] = 3; }
-      c += 2;
-      this.tailRun = 1;
-    }
+    if (this.tailRun === 0) c += this.tailToRun(q, w, c); // (at[q] is b)
     o[c] = dv.getInt32(off, true);
     if (w === 8) o[c + 1] = dv.getInt32(off + 4, true);
     this.offs[q] = off;
     this.sizes[q] += w;
     this.nb = 4 * c + w;
     this.tailOff = off;
+  }
+
+  /**
+   * Makes the tail entry `q` — a plain one of 8 bytes, or (reserveDown) a single 4-byte one —
+   * a run of `w`-byte chunks: its own old bytes become the first chunks, upper chunk first,
+   * at word `c` of oldW (where its `at` points: nothing was stored after it), and vhi says the
+   * chunk width. Returns the words it wrote.
+   */
+  private tailToRun(q: number, w: number, c: number): number {
+    const o = this.oldW;
+    this.tailRun = 1;
+    if (this.sizes[q] === 8) {
+      if (w === 8) { o[c] = this.vlo[q]; o[c + 1] = this.vhi[q]; this.vhi[q] = 2; }
+      else { o[c] = this.vhi[q]; o[c + 1] = this.vlo[q]; this.vhi[q] = 3; }
+      return 2;
+    }
+    o[c] = this.vlo[q]; this.vhi[q] = 3;
+    return 1;
   }
 
   /** Puts a run's old bytes (entry i, vhi 2 or 3) back into the page's `dv`. */

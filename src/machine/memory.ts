@@ -2,10 +2,10 @@ import { Buffer } from "node:buffer";
 import { UsageError } from "../errors.js";
 import { CpuFault, PF, Vec } from "./events.js";
 import type { Journal } from "./journal.js";
-import { codeChanged, freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
+import { codeChanged, DECODED_TRACKED, freshEpoch, Page, PAGE_SIZE, Perm } from "./page.js";
 import type { Insn } from "./insn.js";
 import { PageIndex } from "./page-index.js";
-import { copyAligned, zeroBytes } from "./page-bytes.js";
+import { copyAligned, putShort, zeroBytes } from "./page-bytes.js";
 import { hiOf, isCanonical, loOf, pageKey, toBig } from "./u64.js";
 
 const TLB = 64;
@@ -584,7 +584,7 @@ export class Memory {
     // (decoded code on the page, none running in from the one before, and every offset that
     // got an instruction known — decode-cache.ts records them, for recycle: only those can
     // overlap the byte, so they are looked at instead of the 15 offsets before it)
-    if (p.code !== null && p.crossIn === false && at !== null && p.decodedN <= TRACKED_MAX) dropOverlapping(p, p.code, at, p.decodedN, off);
+    if (p.code !== null && p.crossIn === false && at !== null && p.decodedN <= DECODED_TRACKED) dropOverlapping(p, p.code, at, p.decodedN, off);
     else this.loaded(p, key, lo, hi, off, 1);
     this.gen++;
     if (this.loadCopied) this.flush();
@@ -686,13 +686,12 @@ export class Memory {
       if (size > 8 && vhi[i] === 1) zeroBytes(p.data, p.i32, off, off + size); // (recordZero; first: a zero fill inside an older one may as well write its zeros)
       else if (size > 8 && nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
       else if (size === 8) {
+        // (putShort's 8-byte case written out: most entries are pushes and stores of 8 bytes, and
+        // this function is past V8's inlining budget — the call cost ≈ 200 host instructions a check)
         if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
         else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
       }
-      else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = vlo[i]; else p.dv.setInt32(off, vlo[i], true); }
-      else if (size === 1) p.data[off] = vlo[i];
-      else if (size <= 8) { const d = p.data, v = vlo[i], w = vhi[i]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
-      else if (vhi[i] === 1) zeroBytes(p.data, p.i32, off, off + size); // (recordZero; short ones by words, see page-bytes.ts)
+      else if (size <= 8) putShort(p.data, p.i32, p.dv, off, size, vlo[i], vhi[i]);
       else if (vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
       else if ((off & 3) === 0) copyAligned(old, j.oldW, at[i], p.data, p.i32, off, size); // (at[i] is word-aligned)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
@@ -744,7 +743,7 @@ export class Memory {
   /** Keeps a zeroed page for reuse, with its decode cache emptied (its array kept when the offsets are known). */
   private recycle(p: Page): void {
     const code = p.code, at = p.decodedAt, n = p.decodedN;
-    if (code !== null && at !== null && n <= 255) {
+    if (code !== null && at !== null && n <= DECODED_TRACKED) {
       for (let i = 0; i < n; i++) code[at[i]] = undefined;
       p.spareCode = code; // empty now: kept for the next decode here, while writes skip invalidation
     }
@@ -798,9 +797,6 @@ function copyFromArray(d: Uint8Array, off: number, bytes: readonly number[], k: 
  */
 const BUFFER_FILL = Buffer.prototype.fill as (this: Uint8Array, value: Uint8Array, start: number, end: number) => Uint8Array;
 const FILL_NATIVE_MIN = 256;
-
-/** Page.decodedN up to which Page.decodedAt lists every offset (decode-cache.ts: past it, a final -1). */
-const TRACKED_MAX = 255;
 
 /**
  * invalidate(p, …, off, 1) for a page whose every decoded offset is among at[0..n) and that

@@ -38,3 +38,35 @@ export function copyAligned(s: Uint8Array, sw: Int32Array, from: number, d: Uint
   for (let k = nw << 2; k < n; k++) d[to + k] = s[from + k];
 }
 
+
+/**
+ * A short entry's bytes (1–8 at `off` of `d`) as little-endian int32 halves: shortLo gives
+ * bytes 0–3, shortHi bytes 4–7 (zero past `size`) — how the journal and the check engine's
+ * segments keep entries of up to 8 bytes.
+ */
+export function shortLo(d: Uint8Array, off: number, size: number): number {
+  let v = 0;
+  for (let k = Math.min(size, 4) - 1; k >= 0; k--) v = (v << 8) | d[off + k];
+  return v;
+}
+
+/** Bytes 4–7 of a short entry (see shortLo). */
+export function shortHi(d: Uint8Array, off: number, size: number): number {
+  let w = 0;
+  for (let k = size - 1; k >= 4; k--) w = (w << 8) | d[off + k];
+  return w;
+}
+
+/**
+ * Puts a short entry's bytes (1–8, as shortLo/shortHi halves `lo`, `hi`) back at `off` of the
+ * page whose bytes are `d`, int32 view `w`, DataView `dv`: words where aligned (the pushes and
+ * stores most entries are), else bytes. Memory.rollback's and SegmentBuffer.take's undo.
+ */
+export function putShort(d: Uint8Array, w: Int32Array, dv: DataView, off: number, size: number, lo: number, hi: number): void {
+  if (size === 8) {
+    if ((off & 3) === 0) { const q = off >> 2; w[q] = lo; w[q + 1] = hi; }
+    else { dv.setInt32(off, lo, true); dv.setInt32(off + 4, hi, true); }
+  } else if (size === 4) { if ((off & 3) === 0) w[off >> 2] = lo; else dv.setInt32(off, lo, true); }
+  else if (size === 1) d[off] = lo;
+  else for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (lo >>> (8 * k)) & 0xff : (hi >>> (8 * (k - 4))) & 0xff;
+}

@@ -8,6 +8,12 @@ export const PAGE_SIZE = 4096;
 // Node runs on here); refuse to run elsewhere rather than be silently wrong.
 if (new Uint8Array(Uint32Array.of(1).buffer)[0] !== 1) throw new Error("int3bed needs a little-endian host");
 
+/**
+ * How many offsets Page.decodedAt keeps: while decodedN <= this, it lists every offset that
+ * got a decoded instruction; past it a final -1 says "more" (drop the whole cache instead).
+ */
+export const DECODED_TRACKED = 255;
+
 let nextEpoch = 1;
 /** A fresh epoch: pages stamped with another epoch are shared and copied before a write. */
 export function freshEpoch(): number {
@@ -41,7 +47,7 @@ export class Page {
    * than it keeps), so a page recycled by Memory.rollback can keep its code array.
    */
   decodedAt: Int32Array | null = null;
-  /** Entries used in `decodedAt`. */
+  /** Entries used in `decodedAt` (at most DECODED_TRACKED offsets, then the -1: see there). */
   decodedN = 0;
   /**
    * An emptied decode-cache array kept by a recycled page (Memory.rollback): `code` is null

@@ -1,6 +1,6 @@
 import { type Instruction, MemorySizeExt, Mnemonic, OpKind, Register } from "iced-x86";
 import type { Cpu } from "./cpu.js";
-import type { Exec, Insn } from "./insn.js";
+import { type Exec, type Insn, setNextRip } from "./insn.js";
 import type { Page } from "./page.js";
 import { SEG } from "./segments.js";
 import { hiOf, loOf } from "./u64.js";
@@ -304,9 +304,9 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     c.lo[4] = (spLo - W * k) | 0; // (64-bit: no borrow from the high half, checked above)
   }
   const lastIns = insns[k - 1];
-  c.curLo = (lo & ~4095) | offs[k - 1]; c.curHi = hi;
-  const la = (lo & ~4095) | offs[k - 1], nl = (la + lastIns.len) | 0; // (the next instruction: see Insn; a carry when it wraps to >= 0)
-  c.ripLo = nl; c.ripHi = la < 0 && nl >= 0 ? (c.bits === 64 ? (hi + 1) | 0 : 0) : hi;
+  const la = (lo & ~4095) | offs[k - 1];
+  c.curLo = la; c.curHi = hi;
+  setNextRip(c, la, hi, lastIns.len);
   c.fusedRuns++;
   return k;
 }

@@ -1,4 +1,5 @@
 import { Perm } from "../machine/page.js";
+import type { Memory } from "../machine/memory.js";
 import { hiOf, loOf, pageKey } from "../machine/u64.js";
 import { LAYOUT_32, LAYOUT_64 } from "../kernel/layout.js";
 import { F } from "../machine/flags.js";
@@ -179,32 +180,18 @@ function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   const e = engineOf(b);
   resetKernel(k, e.emptyDesc);
   const len = insnLength(kind);
-  // the site's page, and the next when the bytes laid there (instruction + HLT) run into it;
-  // the same for the target (a run that strays past them takes #PF there instead of running
-  // zeros to the step limit: unequal to the real run either way)
-  // A page not mapped yet is mapped with its bytes in one step (mapFresh), else mapped, then
-  // loaded. The target's bytes go first and the site's last: a target right after the site
-  // (rel 0) runs the site's HLT.
+  // the target's page and the site's (layCode), and the next when the bytes laid there run into
+  // it (a run that strays past them takes #PF there instead of running zeros to the step
+  // limit: unequal to the real run either way). The target's bytes go first and the site's
+  // last: a target right after the site (rel 0) runs the site's HLT.
   if (!e.cookieMapped) mem.mapPage(wide ? COOKIE_PAGE_64 : COOKIE_PAGE_32, Perm.R | Perm.W);
   if (!fentry) {
     const tKey = pageKey(tLo, tHi);
     const code = kind !== "call" ? HLT : wide ? CALLEE_64 : CALLEE_32;
-    const words = kind !== "call" ? HLT_W : wide ? CALLEE_64_W : CALLEE_32_W;
-    if (!mem.mapFresh(tKey, Perm.R | Perm.X, tLo & 4095, words, code.length)) {
-      const fresh = mem.mapPage(tKey, Perm.R | Perm.X);
-      const spill = (tLo & 4095) + code.length > 4096;
-      if (spill) mem.mapPage(tKey + 1, Perm.R | Perm.X);
-      // on a page mapped just now (zero: the journal keeps no copy), unless it runs into the next
-      mem.loadAt(tLo, tHi, code, code.length, fresh && !spill);
-    }
+    layCode(mem, tKey, tLo, tHi, code, kind !== "call" ? HLT_W : wide ? CALLEE_64_W : CALLEE_32_W, code.length);
   }
-  const sKey = pageKey(sLo, sHi);
   const sn = realBytesHltInto(SITE_BYTES, kind, len, c.cc, sLo, tLo); // (len + 1: the HLT)
-  if (!mem.mapFresh(sKey, Perm.R | Perm.X, sLo & 4095, SITE_WORDS, sn)) {
-    mem.mapPage(sKey, Perm.R | Perm.X);
-    if ((sLo & 4095) + sn > 4096) mem.mapPage(sKey + 1, Perm.R | Perm.X);
-    mem.loadAt(sLo, sHi, SITE_BYTES, sn);
-  }
+  layCode(mem, pageKey(sLo, sHi), sLo, sHi, SITE_BYTES, SITE_WORDS, sn);
   const task = c.stack === "task";
   const stackBase = task ? L.stack : L.irqStack;
   const bLo = wide ? (task ? STACK_LO_64 : IRQ_LO_64) : task ? STACK_LO_32 : IRQ_LO_32, bHi = wide ? (task ? STACK_HI_64 : IRQ_HI_64) : 0;
@@ -227,6 +214,20 @@ function layCaseInto(b: Bench, c: EmuCase, out: Layout): Layout {
   cpu.ripHi = sHi;
   cpu.flags = 0x2 | (c.flags & (F.CF | F.PF | F.AF | F.ZF | F.SF | F.OF | F.DF)) | (c.ifOn ? F.IF : 0);
   return out.set(target, len, stackBase, spOffset, sLo, sHi, tLo, tHi);
+}
+
+/**
+ * Maps page `key` (holding (lo, hi)) read+execute and lays `n` code bytes at (lo, hi) — `bytes`,
+ * and the same as int32 words — in one step when the page is not mapped yet (mapFresh), else
+ * mapped (and the next page when they run into it), then loaded; on a page mapped just now
+ * the journal keeps no copy of the zeros they replace.
+ */
+function layCode(mem: Memory, key: number, lo: number, hi: number, bytes: Uint8Array | readonly number[], words: Int32Array, n: number): void {
+  if (mem.mapFresh(key, Perm.R | Perm.X, lo & 4095, words, n)) return;
+  const fresh = mem.mapPage(key, Perm.R | Perm.X);
+  const spill = (lo & 4095) + n > 4096;
+  if (spill) mem.mapPage(key + 1, Perm.R | Perm.X);
+  mem.loadAt(lo, hi, bytes, n, fresh && !spill);
 }
 
 /** A CaseLayout with the target's int32 halves too; `sp` is made when read. */

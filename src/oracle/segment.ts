@@ -2,6 +2,7 @@ import type { Journal } from "../machine/journal.js";
 import type { Memory } from "../machine/memory.js";
 import type { MemoryDiff } from "../machine/state.js";
 import type { Page } from "../machine/page.js";
+import { putShort, shortHi, shortLo } from "../machine/page-bytes.js";
 
 /**
  * What a stretch of journal entries left in memory: per entry its page, offset and size and
@@ -116,12 +117,7 @@ export class SegmentBuffer implements Segment {
     const vlo = j.vlo, vhi = j.vhi;
     for (let e = end - 1; e >= from; e--) {
       const size = sizes[e], off = offs[e], p = pages[e] as Page;
-      if (size === 8) {
-        if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[e]; w[q + 1] = vhi[e]; }
-        else { const dv = p.dv; dv.setInt32(off, vlo[e], true); dv.setInt32(off + 4, vhi[e], true); }
-      } else if (size === 4) { if ((off & 3) === 0) p.i32[off >> 2] = vlo[e]; else p.dv.setInt32(off, vlo[e], true); }
-      else if (size === 1) p.data[off] = vlo[e];
-      else { const d = p.data, v = vlo[e], w = vhi[e]; for (let k = 0; k < size; k++) d[off + k] = k < 4 ? (v >>> (8 * k)) & 0xff : (w >>> (8 * (k - 4))) & 0xff; }
+      putShort(p.data, p.i32, p.dv, off, size, vlo[e], vhi[e]);
     }
     j.truncate(from);
     this.n = n;
@@ -142,11 +138,7 @@ let HALF_LO = 0, HALF_HI = 0;
 function readHalves(p: Page, off: number, size: number): void {
   if (size === 8 && (off & 3) === 0) { HALF_LO = p.i32[off >> 2]; HALF_HI = p.i32[(off >> 2) + 1]; return; }
   if (size === 4 && (off & 3) === 0) { HALF_LO = p.i32[off >> 2]; HALF_HI = 0; return; }
-  const d = p.data;
-  let v = 0, w = 0;
-  for (let k = Math.min(size, 4) - 1; k >= 0; k--) v = (v << 8) | d[off + k];
-  for (let k = size - 1; k >= 4; k--) w = (w << 8) | d[off + k];
-  HALF_LO = v; HALF_HI = w;
+  HALF_LO = shortLo(p.data, off, size); HALF_HI = shortHi(p.data, off, size);
 }
 
 /** Whether entry i of `s` (1–8 bytes) holds the bytes at `off` of `p` now. */
