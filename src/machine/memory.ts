@@ -478,6 +478,9 @@ export class Memory {
     }
     if (this.journal !== null) this.journal.mapping(key, undefined, off, len);
     this.index.addAt(slot, key, p);
+    // (as mapPage: the laid code runs next. Without it the real run's first fetches on the
+    // site's and the target's pages each went through readMiss, ≈ 300 host instructions)
+    this.primeFetch(key, p);
     this.gen++; // (as loadAt)
     return true;
   }
@@ -543,10 +546,19 @@ export class Memory {
       // calls instead of ≈ 7 — was no faster and cost ≈ 400 instructions more a check.)
       const d = p.data;
       let w = Math.min(plen, n), ph = k % plen;
-      if (n >= FILL_NATIVE_MIN && pattern.buffer !== d.buffer) {
-        // the bytes before the pattern's next period start, then Node's Buffer fill from there
-        // (one native call that repeats the pattern by doubling copies itself: ≈ 1.1 k host
-        // instructions for a 1,280-byte window against ≈ 2.6 k for the copyWithin calls below)
+      if (n >= FILL_NATIVE_MIN && plen <= FILL_PERIOD_MAX) {
+        // one period from the pattern's phase at k into a scratch of this module's own (never
+        // a view of a page, so it cannot overlap d: no `pattern.buffer` test, a C++ getter of
+        // ≈ 555 host instructions on the bench's small on-heap patterns, and no head loop),
+        // then Node's Buffer fill from it (one native call that repeats the period by doubling
+        // copies itself: ≈ 1.1 k host instructions for a 1,280-byte window against ≈ 2.6 k for
+        // the copyWithin calls below)
+        const s = FILL_PERIOD;
+        for (let i = 0; i < plen; i++) { s[i] = pattern[ph]; if (++ph === plen) ph = 0; }
+        BUFFER_FILL.call(d, fillPeriod(plen), off, off + n);
+        w = n;
+      } else if (n >= FILL_NATIVE_MIN && pattern.buffer !== d.buffer) {
+        // (a longer pattern: the bytes before its next period start, then the fill from it)
         const head = ph === 0 ? 0 : plen - ph;
         for (let i = 0; i < head; i++) d[off + i] = pattern[ph + i];
         BUFFER_FILL.call(d, pattern, off + head, off + n);
@@ -797,6 +809,20 @@ function copyFromArray(d: Uint8Array, off: number, bytes: readonly number[], k: 
  */
 const BUFFER_FILL = Buffer.prototype.fill as (this: Uint8Array, value: Uint8Array, start: number, end: number) => Uint8Array;
 const FILL_NATIVE_MIN = 256;
+/**
+ * fillAt's period scratch (patterns up to FILL_PERIOD_MAX bytes; more than 64, so its bytes
+ * live off the V8 heap and Buffer.fill reads them without moving them there first) and its
+ * views by length (made once each, when first needed).
+ */
+const FILL_PERIOD_MAX = 128;
+const FILL_PERIOD = new Uint8Array(FILL_PERIOD_MAX);
+const FILL_VIEWS: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(FILL_PERIOD_MAX + 1).fill(undefined);
+
+/** The first `n` bytes of FILL_PERIOD (1 ≤ n ≤ FILL_PERIOD_MAX). */
+function fillPeriod(n: number): Uint8Array {
+  const v = FILL_VIEWS[n];
+  return v !== undefined ? v : (FILL_VIEWS[n] = FILL_PERIOD.subarray(0, n));
+}
 
 /**
  * invalidate(p, …, off, 1) for a page whose every decoded offset is among at[0..n) and that
