@@ -479,7 +479,8 @@ export class Memory {
     if (this.journal !== null) this.journal.mapping(key, undefined, off, len);
     this.index.addAt(slot, key, p);
     // (as mapPage: the laid code runs next. Without it the real run's first fetches on the
-    // site's and the target's pages each went through readMiss, ≈ 300 host instructions)
+    // site's and the target's pages each went through readMiss: 1.9 fetch misses a 64-bit
+    // check, 0.14 with it; −276 host instructions a check)
     this.primeFetch(key, p);
     this.gen++; // (as loadAt)
     return true;
@@ -527,11 +528,6 @@ export class Memory {
     if (this.beforeLoad !== null && len > 0) this.beforeLoad(toBig(lo, hi), len);
     const plen = pattern.length;
     if (plen === 0) throw new UsageError("fill: empty pattern");
-    // The pattern as it is now, copied where no page is: it may be a view of a page this fill
-    // overwrites (byte i is what pattern[i % plen] was at the call). A short one goes to this
-    // module's own scratch, which also spares the `pattern.buffer !== d.buffer` test the native
-    // fill needed before (a C++ getter, ≈ 555 host instructions on the bench's small patterns).
-    const src = plen <= FILL_PERIOD_MAX ? periodOf(pattern, plen) : pattern.slice();
     let k = 0;
     this.loadCopied = false;
     while (k < len) {
@@ -545,25 +541,25 @@ export class Memory {
         if (oldZero) this.journal.recordZero(p, key, off, n);
         else this.journal.record(p, key, off, n);
       }
+      // one period (from the pattern's phase at k), then doubling copies of whole periods.
+      // (Measured: a copyWithin call is ≈ 250 host instructions; building more of the fill in
+      // JS first — a period made a multiple of 4 bytes, then word copies to 128 bytes, 2–3
+      // calls instead of ≈ 7 — was no faster and cost ≈ 400 instructions more a check.)
       const d = p.data;
       let w = Math.min(plen, n), ph = k % plen;
-      if (n >= FILL_NATIVE_MIN) {
-        // Node's Buffer fill from the period at this phase: one native call that repeats it by
-        // doubling copies itself (≈ 1.1 k host instructions for a 1,280-byte window against
-        // ≈ 2.6 k for the copyWithin calls below)
-        BUFFER_FILL.call(d, ph === 0 ? src : rotated(src, plen, ph), off, off + n);
+      if (n >= FILL_NATIVE_MIN && pattern.buffer !== d.buffer) {
+        // the bytes before the pattern's next period start, then Node's Buffer fill from there
+        // (one native call that repeats the pattern by doubling copies itself: ≈ 1.1 k host
+        // instructions for a 1,280-byte window against ≈ 2.6 k for the copyWithin calls below)
+        const head = ph === 0 ? 0 : plen - ph;
+        for (let i = 0; i < head; i++) d[off + i] = pattern[ph + i];
+        BUFFER_FILL.call(d, pattern, off + head, off + n);
         w = n;
-      } else {
-        // one period (from the phase at k), then doubling copies of whole periods. (Measured: a
-        // copyWithin call is ≈ 250 host instructions; building more of the fill in JS first — a
-        // period made a multiple of 4 bytes, then word copies to 128 bytes, 2–3 calls instead
-        // of ≈ 7 — was no faster and cost ≈ 400 instructions more a check.)
-        for (let i = 0; i < w; i++) { d[off + i] = src[ph]; if (++ph === plen) ph = 0; }
-        while (w < n) {
-          const c = Math.min(w, n - w);
-          d.copyWithin(off + w, off, off + c);
-          w += c;
-        }
+      } else for (let i = 0; i < w; i++) { d[off + i] = pattern[ph]; if (++ph === plen) ph = 0; }
+      while (w < n) {
+        const c = Math.min(w, n - w);
+        d.copyWithin(off + w, off, off + c);
+        w += c;
       }
       this.loaded(p, key, l, h, off, n);
       k += n;
@@ -805,45 +801,6 @@ function copyFromArray(d: Uint8Array, off: number, bytes: readonly number[], k: 
  */
 const BUFFER_FILL = Buffer.prototype.fill as (this: Uint8Array, value: Uint8Array, start: number, end: number) => Uint8Array;
 const FILL_NATIVE_MIN = 256;
-/**
- * fillAt's scratch for patterns of up to FILL_PERIOD_MAX bytes: the pattern from offset 0,
- * a rotation of it (a later page's phase) from FILL_PERIOD_MAX; more than 64 bytes, so its
- * bytes live off the V8 heap and Buffer.fill reads them without moving them there first.
- * Views of it by start and length, made once each when first needed.
- */
-const FILL_PERIOD_MAX = 128;
-const FILL_SCRATCH = new Uint8Array(2 * FILL_PERIOD_MAX);
-const FILL_VIEWS: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(2 * (FILL_PERIOD_MAX + 1)).fill(undefined);
-
-/** FILL_SCRATCH[at, at + n) (at 0 or FILL_PERIOD_MAX; 1 ≤ n ≤ FILL_PERIOD_MAX) as a view kept for reuse. */
-function scratchView(at: number, n: number): Uint8Array {
-  const i = at === 0 ? n : FILL_PERIOD_MAX + 1 + n;
-  const v = FILL_VIEWS[i];
-  return v !== undefined ? v : (FILL_VIEWS[i] = FILL_SCRATCH.subarray(at, at + n));
-}
-
-/**
- * The `plen` bytes of `pattern` (1 ≤ plen ≤ FILL_PERIOD_MAX) copied to the scratch's start; a
- * view of them. (A byte loop: `FILL_SCRATCH.set(pattern)` cost ≈ 110 host instructions a check more.)
- */
-function periodOf(pattern: Uint8Array, plen: number): Uint8Array {
-  const s = FILL_SCRATCH;
-  for (let i = 0; i < plen; i++) s[i] = pattern[i];
-  return scratchView(0, plen);
-}
-
-/** `src` (plen bytes: a view from periodOf, or a copy of a longer pattern) rotated to start at byte ph. */
-function rotated(src: Uint8Array, plen: number, ph: number): Uint8Array {
-  if (plen > FILL_PERIOD_MAX) {
-    const r = new Uint8Array(plen);
-    r.set(src.subarray(ph));
-    r.set(src.subarray(0, ph), plen - ph);
-    return r;
-  }
-  const s = FILL_SCRATCH, at = FILL_PERIOD_MAX;
-  for (let i = 0; i < plen; i++) { s[at + i] = src[ph]; if (++ph === plen) ph = 0; }
-  return scratchView(at, plen);
-}
 
 /**
  * invalidate(p, …, off, 1) for a page whose every decoded offset is among at[0..n) and that
