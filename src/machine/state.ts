@@ -43,7 +43,7 @@ export function saveSegments(c: Cpu, out: Int32Array): Int32Array {
 }
 
 /** Whether the CPU's segment state equals `s` (as saveSegments writes it). */
-function sameSegments(c: Cpu, s: Int32Array): boolean {
+export function sameSegments(c: Cpu, s: Int32Array): boolean {
   const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr;
   for (let i = 0; i < 6; i++) if (sel[i] !== s[i] || base[i] !== s[6 + i] || limit[i] !== s[12 + i] || attr[i] !== s[18 + i]) return false;
   return (c.gdtrOn ? 1 : 0) === s[24] && c.gdtrBase === s[25] && c.gdtrLimit === s[26] &&
@@ -118,6 +118,17 @@ export function loadCpu(c: Cpu, s: CpuState): void {
   copyRegs(c.lo, s.lo); copyRegs(c.hi, s.hi);
   c.ripLo = s.ripLo; c.ripHi = s.ripHi;
   c.flags = s.flags;
+  loadCpuRest(c, s);
+}
+
+/**
+ * loadCpu without the GPRs, RIP and RFLAGS: for a caller that sets every one of those
+ * itself before anything reads them (the engine's reset before layCase of a 64-bit case
+ * with all 16 registers: setCaseRegs writes all but rSP, layCase rSP, RIP and RFLAGS).
+ * Everything else loadCpu puts back — the segment state, CR2, the halted flag — and the
+ * refetch.
+ */
+export function loadCpuRest(c: Cpu, s: CpuState): void {
   loadSegments(c, s.seg, s.segGen);
   c.cr2 = s.cr2; c.halted = s.halted;
   c.refetch();
