@@ -23,6 +23,28 @@ class CpuBuffer implements CpuState {
     if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; } // only when the segment state changed
   }
 
+  /** The part of save(c) but the GPRs and the segment state (saveRest does those); notes c's segment generation. */
+  saveScalars(c: Cpu): void {
+    this.bits = c.bits;
+    this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
+    this.liveSegGen = c.segGen;
+  }
+
+  /** The rest of save(c) after saveScalars(c). */
+  saveRest(c: Cpu): void {
+    copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi);
+    if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; }
+  }
+
+  /** c's segment generation at saveScalars. */
+  liveSegGen = -1;
+
+  /** Whether c still has what saveScalars(c) took from it (and its segment generation). */
+  scalarsOf(c: Cpu): boolean {
+    return this.bits === c.bits && this.ripLo === c.ripLo && this.ripHi === c.ripHi && this.flags === c.flags && this.cs === c.cs && this.ss === c.ss &&
+      this.cr2 === c.cr2 && this.halted === c.halted && this.liveSegGen === c.segGen;
+  }
+
   /**
    * save(c), then loadCpu(c, next), in one pass over the GPRs (shiftRegs): realDone's
    * exchange of the real run's final state for the state both runs start from.
@@ -219,6 +241,9 @@ export class Engine {
     this.emuSaved = false;
     this.emuGen = this.m.mem.gen;
     this.emuIcount = icounts(this.m.cpus);
+    // (the fields a run of no instruction may change — run(0) clears `halted` — and that tell a run apart)
+    const cpus = this.m.cpus, bufs = this.cpuEmulated;
+    for (let i = 0; i < cpus.length; i++) bufs[i].saveScalars(cpus[i]);
   }
 
   /**
@@ -234,7 +259,11 @@ export class Engine {
 
   /** The emulated run's final CPUs, copied out of the machine first if not yet (callers: the machine holds them). */
   private emulatedCpus(): CpuBuffer[] {
-    if (!this.emuSaved) { this.saveCpus("emulated"); this.emuSaved = true; }
+    if (!this.emuSaved) {
+      const cpus = this.m.cpus, bufs = this.cpuEmulated;
+      for (let i = 0; i < cpus.length; i++) bufs[i].saveRest(cpus[i]);
+      this.emuSaved = true;
+    }
     return this.cpuEmulated;
   }
 
@@ -273,14 +302,19 @@ export class Engine {
   /**
    * Whether the machine still holds the case numbered `seq`, untouched since its emulated
    * run: no write since (the journal's entries), and while its CPUs are not copied out
-   * (emulatedDone) none run (their instruction counts) or loaded (memory's generation:
-   * loadCpu refetches). A register written directly, without either, goes unseen.
+   * (emulatedDone) none ran (their instruction counts, RIP, RFLAGS, halted, segment
+   * generation) or was loaded (memory's generation: loadCpu refetches). Only a GPR written
+   * directly, and nothing else, goes unseen.
    */
   holds(seq: number): boolean {
     if (seq !== this.seq) return false;
     if (this.built?.seq === seq) return true;
     if (this.emuEnd !== this.j.n || this.j.broken || this.m.mem.journal !== this.j) return false;
-    return this.emuSaved || (this.m.mem.gen === this.emuGen && icounts(this.m.cpus) === this.emuIcount);
+    if (this.emuSaved) return true;
+    if (this.m.mem.gen !== this.emuGen || icounts(this.m.cpus) !== this.emuIcount) return false;
+    const cpus = this.m.cpus, bufs = this.cpuEmulated;
+    for (let i = 0; i < cpus.length; i++) if (!bufs[i].scalarsOf(cpus[i])) return false;
+    return true;
   }
 
   /** The snapshots already built for a case (building them ends the journal's use for it). */
