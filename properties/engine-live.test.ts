@@ -4,7 +4,7 @@ import { emuCase } from "../src/arbitraries/emulation.js";
 import { variantByName } from "../src/kernel/registry.js";
 import { PATCH_KINDS } from "../src/kernel/variant.js";
 import type { Cpu } from "../src/machine/cpu.js";
-import { type CpuState, diffMemory, loadCpu, saveCpu, SEG_STATE_LEN } from "../src/machine/state.js";
+import { copy64, type CpuState, diffMemory, loadCpu, saveCpu, SEG_STATE_LEN, shift64, shiftRegs, wideView } from "../src/machine/state.js";
 import { type Bench, type EmuCase, type EmuResult, prepare, runEmuCase } from "../src/oracle/emulation.js";
 import { engineOf, sameRegs, sameRegsLive } from "../src/oracle/engine.js";
 import { checkTrapInvariants } from "../src/oracle/invariants.js";
@@ -131,5 +131,41 @@ describe("sameRegsLive(a, c) ≡ sameRegs(a, the state saved from c)", () => {
       if (gen && !(which > 36)) x.segGen = c.segGen;
       expect(sameRegsLive(x, c)).toBe(sameRegs(x, { ...s, segGen: c.segGen }));
     }), { numRuns: 1500 });
+  });
+});
+
+describe("copy64 and shift64 ≡ copyRegs and shiftRegs, every bit pattern", () => {
+  /** Int32 halves where float64 elements are NaNs (signalling: quiet bit clear; quiet; either sign), ±0, infinities, or anything. */
+  const special = fc.constantFrom(0x7ff00001, 0x7ff7ffff, 0xfff00001 | 0, 0xfff40000 | 0, 0x7ff80000, 0xfff80000 | 0, 0x7ff00000, 0x80000000 | 0, 0);
+  const halvesWithNaNs = fc.array(fc.tuple(u32, fc.oneof(special, u32)), { minLength: 8, maxLength: 8 }).map((ps) => Int32Array.from(ps.flat()));
+  const views = (a: Int32Array): Float64Array => wideView(a) as Float64Array;
+
+  test("through enough calls for every V8 tier (interpreter, baseline, TurboFan): the int32 halves come out as they went in", () => {
+    fc.assert(fc.property(halvesWithNaNs, halvesWithNaNs, halvesWithNaNs, (cur0, next, save0) => {
+      const a = [save0.slice(), cur0.slice()], b = [save0.slice(), cur0.slice()];
+      const va = a.map(views);
+      // (many calls per drawn value: the later ones run optimised code)
+      for (let r = 0; r < 400; r++) {
+        a[0].set(save0); a[1].set(cur0); b[0].set(save0); b[1].set(cur0);
+        shift64(va[0], va[1], views(next));
+        shiftRegs(b[0], b[1], next);
+        if (r % 50 === 0 || r === 399) {
+          expect(Array.from(a[0])).toEqual(Array.from(b[0]));
+          expect(Array.from(a[1])).toEqual(Array.from(b[1]));
+        }
+        const d = new Int32Array(16);
+        copy64(views(d), views(next));
+        if (r % 50 === 0 || r === 399) expect(Array.from(d)).toEqual(Array.from(next));
+      }
+    }), { numRuns: 300 });
+  });
+
+  test("wideView: a view of the same bytes for 16 int32s at an 8-aligned offset, else null", () => {
+    const buf = new ArrayBuffer(128);
+    for (const [off, len] of [[0, 16], [8, 16], [4, 16], [0, 15], [0, 17], [64, 16]] as const) {
+      const a = new Int32Array(buf, off, len), v = wideView(a);
+      if (len === 16 && off % 8 === 0) { expect(v).not.toBeNull(); expect([v?.buffer === buf, v?.byteOffset, v?.length]).toEqual([true, off, 8]); }
+      else expect(v).toBeNull();
+    }
   });
 });

@@ -3,7 +3,7 @@ import type { Cpu } from "../machine/cpu.js";
 import { Journal } from "../machine/journal.js";
 import type { TextPokeLoc } from "../kernel/kernel.js";
 import type { Machine } from "../machine/machine.js";
-import { copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, loadCpuRest, loadSegments, type MachineSnapshot, type MemoryDiff, type RegisterDiff, sameSegments, saveSegments, SEG_STATE_LEN, shiftRegs, type StateDiff } from "../machine/state.js";
+import { copy64, copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, loadCpuRest, loadSegments, type MachineSnapshot, type MemoryDiff, type RegisterDiff, sameSegments, saveSegments, SEG_STATE_LEN, shift64, shiftRegs, type StateDiff, wideView } from "../machine/state.js";
 import { type Bench, COOKIE, type EmuCase } from "./emulation.js";
 import { diffRuns, type KeyRanges, remaps, SegmentBuffer, segBytes } from "./segment.js";
 
@@ -12,13 +12,17 @@ class CpuBuffer implements CpuState {
   bits: 32 | 64 = 64;
   readonly lo = new Int32Array(16);
   readonly hi = new Int32Array(16);
+  /** lo and hi as 8 float64s each (copy64). */
+  readonly lo64 = new Float64Array(this.lo.buffer, 0, 8);
+  readonly hi64 = new Float64Array(this.hi.buffer, 0, 8);
   readonly seg = new Int32Array(SEG_STATE_LEN);
   segGen = -1;
   ripLo = 0; ripHi = 0; flags = 0; cs = 0; ss = 0; cr2 = 0n; halted = false;
 
-  save(c: Cpu): void {
+  /** `v`: c's GPR halves as float64s (Engine.views), or null: copied as int32s. */
+  save(c: Cpu, v: CpuViews | null = null): void {
     this.bits = c.bits;
-    copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi);
+    if (v !== null) { copy64(this.lo64, v.lo); copy64(this.hi64, v.hi); } else { copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi); }
     this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
     if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; } // only when the segment state changed
   }
@@ -49,9 +53,9 @@ class CpuBuffer implements CpuState {
    * save(c), then loadCpu(c, next), in one pass over the GPRs (shiftRegs): realDone's
    * exchange of the real run's final state for the state both runs start from.
    */
-  saveThenLoad(c: Cpu, next: CpuState): void {
+  saveThenLoad(c: Cpu, next: CpuBuffer, v: CpuViews | null): void {
     this.bits = c.bits;
-    shiftRegs(this.lo, c.lo, next.lo); shiftRegs(this.hi, c.hi, next.hi);
+    if (v !== null) { shift64(this.lo64, v.lo, next.lo64); shift64(this.hi64, v.hi, next.hi64); } else { shiftRegs(this.lo, c.lo, next.lo); shiftRegs(this.hi, c.hi, next.hi); }
     this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
     if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; }
     c.ripLo = next.ripLo; c.ripHi = next.ripHi;
@@ -66,6 +70,15 @@ class CpuBuffer implements CpuState {
     // (without segGen, as every snapshot: equal states compare equal)
     return { bits: this.bits, lo: this.lo.slice(), hi: this.hi.slice(), ripLo: this.ripLo, ripHi: this.ripHi, flags: this.flags, cs: this.cs, ss: this.ss, seg: this.seg.slice(), cr2: this.cr2, halted: this.halted };
   }
+}
+
+/** A CPU's GPR halves as float64s (wideView). */
+interface CpuViews { readonly lo: Float64Array; readonly hi: Float64Array }
+
+/** The views of c's GPR halves, or null when it has none (wideView). */
+function viewsOf(c: Cpu): CpuViews | null {
+  const lo = wideView(c.lo), hi = wideView(c.hi);
+  return lo !== null && hi !== null ? { lo, hi } : null;
 }
 
 /** A TextPokeLoc armSite refills per case. */
@@ -112,6 +125,7 @@ export class Engine {
     const bufs = (): CpuBuffer[] => Array.from({ length: n }, () => new CpuBuffer());
     this.cpuBefore = bufs(); this.cpuReal = bufs(); this.cpuEmulated = bufs();
     this.pristineCpus = bufs();
+    this.views = this.m.cpus.map(viewsOf);
     const zero: number[] = [];
     for (const base of [b.k.L.stack, b.k.L.irqStack]) {
       for (let key = keyOf(base), end = keyOf(base + BigInt(b.k.L.threadSize) - 1n); key <= end; key++) {
@@ -125,6 +139,8 @@ export class Engine {
     this.irqKey = keyOf(b.k.L.irqStack);
   }
 
+  /** Per CPU, its GPR halves as float64s (a CPU's arrays are for good: Cpu.lo and hi are readonly). */
+  private readonly views: (CpuViews | null)[];
   private readonly stackKey: number;
   /** The pristine state has the callee's COOKIE page (prepare maps it). */
   readonly cookieMapped: boolean;
@@ -203,7 +219,7 @@ export class Engine {
   /** Records the CPUs' states as `phase`. */
   saveCpus(phase: Phase): void {
     const cpus = this.m.cpus, bufs = this.bufs(phase);
-    for (let i = 0; i < cpus.length; i++) bufs[i].save(cpus[i]);
+    for (let i = 0; i < cpus.length; i++) bufs[i].save(cpus[i], this.views[i]);
   }
 
   /** Puts the CPUs back in the state recorded as `phase`. */
@@ -226,7 +242,7 @@ export class Engine {
       this.rollback(this.loadedMark);
     }
     const cpus = this.m.cpus, real = this.cpuReal, before = this.cpuBefore;
-    for (let i = 0; i < cpus.length; i++) real[i].saveThenLoad(cpus[i], before[i]);
+    for (let i = 0; i < cpus.length; i++) real[i].saveThenLoad(cpus[i], before[i], this.views[i]);
   }
 
   /**
