@@ -43,7 +43,7 @@ export function saveSegments(c: Cpu, out: Int32Array): Int32Array {
 }
 
 /** Whether the CPU's segment state equals `s` (as saveSegments writes it). */
-function sameSegments(c: Cpu, s: Int32Array): boolean {
+export function sameSegments(c: Cpu, s: Int32Array): boolean {
   const sel = c.segSel, base = c.segBase, limit = c.segLimit, attr = c.segAttr;
   for (let i = 0; i < 6; i++) if (sel[i] !== s[i] || base[i] !== s[6 + i] || limit[i] !== s[12 + i] || attr[i] !== s[18 + i]) return false;
   return (c.gdtrOn ? 1 : 0) === s[24] && c.gdtrBase === s[25] && c.gdtrLimit === s[26] &&
@@ -88,6 +88,33 @@ export function copyRegs(d: Int32Array, s: Int32Array): void {
 }
 
 /**
+ * 16 int32s (a CPU's GPR halves) seen as 8 float64s, for copies at half the element accesses
+ * (copy64, shift64); null when `a` is not 16 long at an 8-aligned byte offset. A float64 moved
+ * from one typed array to another keeps its bits in this V8 on x64, NaNs included (no value
+ * is computed: loads and stores, or a HeapNumber in between below TurboFan):
+ * properties/engine-live.test.ts checks signalling and quiet NaN patterns through the tiers.
+ */
+export function wideView(a: Int32Array): Float64Array | null {
+  return a.length === 16 && (a.byteOffset & 7) === 0 ? new Float64Array(a.buffer, a.byteOffset, 8) : null;
+}
+
+/** d[0..7] = s[0..7] (copyRegs through wideView views; unrolled, as copyRegs). */
+export function copy64(d: Float64Array, s: Float64Array): void {
+  d[0] = s[0]; d[1] = s[1]; d[2] = s[2]; d[3] = s[3]; d[4] = s[4]; d[5] = s[5]; d[6] = s[6]; d[7] = s[7];
+}
+
+/**
+ * shiftRegs through wideView views: save = cur, cur = next (8 elements each). Stores into
+ * `cur` every time: comparing float64s first would take -0 for +0 and NaN for unequal.
+ */
+export function shift64(save: Float64Array, cur: Float64Array, next: Float64Array): void {
+  save[0] = cur[0]; cur[0] = next[0]; save[1] = cur[1]; cur[1] = next[1];
+  save[2] = cur[2]; cur[2] = next[2]; save[3] = cur[3]; cur[3] = next[3];
+  save[4] = cur[4]; cur[4] = next[4]; save[5] = cur[5]; cur[5] = next[5];
+  save[6] = cur[6]; cur[6] = next[6]; save[7] = cur[7]; cur[7] = next[7];
+}
+
+/**
  * save[0..15] = cur[0..15], then cur[0..15] = next[0..15] (`copyRegs(save, cur);
  * copyRegs(cur, next)` when all three hold 16), unrolled, storing into `cur` only where it
  * differs: a run changes few registers, and each typed-array store costs about what a
@@ -118,6 +145,17 @@ export function loadCpu(c: Cpu, s: CpuState): void {
   copyRegs(c.lo, s.lo); copyRegs(c.hi, s.hi);
   c.ripLo = s.ripLo; c.ripHi = s.ripHi;
   c.flags = s.flags;
+  loadCpuRest(c, s);
+}
+
+/**
+ * loadCpu without the GPRs, RIP and RFLAGS: for a caller that sets every one of those
+ * itself before anything reads them (the engine's reset before layCase of a 64-bit case
+ * with all 16 registers: setCaseRegs writes all but rSP, layCase rSP, RIP and RFLAGS).
+ * Everything else loadCpu puts back — the segment state, CR2, the halted flag — and the
+ * refetch.
+ */
+export function loadCpuRest(c: Cpu, s: CpuState): void {
   loadSegments(c, s.seg, s.segGen);
   c.cr2 = s.cr2; c.halted = s.halted;
   c.refetch();

@@ -5,7 +5,7 @@ import { LAYOUT_32, LAYOUT_64 } from "../kernel/layout.js";
 import { F } from "../machine/flags.js";
 import type { MachineSnapshot, StateDiff } from "../machine/state.js";
 import { Int3bedError } from "../errors.js";
-import { engineOf, startCase } from "./engine.js";
+import { engineOf, startCase, startLaidCase } from "./engine.js";
 import { setCaseRegs } from "./case-regs.js";
 import type { RunResult } from "../machine/events.js";
 import type { Kernel, KernelEvent, TextPokeLoc } from "../kernel/kernel.js";
@@ -391,7 +391,7 @@ function opcodeOf(kind: PatchKind): number {
 export function runEmuCase(b: Bench, c: EmuCase): EmuResult {
   const { k } = b;
   const m = k.m;
-  const e = startCase(b);
+  const e = startLaidCase(b, c);
   const lc = layCaseInto(b, c, RUN_LAYOUT);
   e.laidOut();
   // (CPU 0's run as Machine.run makes it, without its option checks)

@@ -3,8 +3,8 @@ import type { Cpu } from "../machine/cpu.js";
 import { Journal } from "../machine/journal.js";
 import type { TextPokeLoc } from "../kernel/kernel.js";
 import type { Machine } from "../machine/machine.js";
-import { copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, loadSegments, type MachineSnapshot, type MemoryDiff, type RegisterDiff, saveSegments, SEG_STATE_LEN, shiftRegs, type StateDiff } from "../machine/state.js";
-import { type Bench, COOKIE } from "./emulation.js";
+import { copy64, copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, loadCpuRest, loadSegments, type MachineSnapshot, type MemoryDiff, type RegisterDiff, sameSegments, saveSegments, SEG_STATE_LEN, shift64, shiftRegs, type StateDiff, wideView } from "../machine/state.js";
+import { type Bench, COOKIE, type EmuCase } from "./emulation.js";
 import { diffRuns, type KeyRanges, remaps, SegmentBuffer, segBytes } from "./segment.js";
 
 /** A CPU state in reusable buffers. */
@@ -12,24 +12,50 @@ class CpuBuffer implements CpuState {
   bits: 32 | 64 = 64;
   readonly lo = new Int32Array(16);
   readonly hi = new Int32Array(16);
+  /** lo and hi as 8 float64s each (copy64). */
+  readonly lo64 = new Float64Array(this.lo.buffer, 0, 8);
+  readonly hi64 = new Float64Array(this.hi.buffer, 0, 8);
   readonly seg = new Int32Array(SEG_STATE_LEN);
   segGen = -1;
   ripLo = 0; ripHi = 0; flags = 0; cs = 0; ss = 0; cr2 = 0n; halted = false;
 
-  save(c: Cpu): void {
+  /** `v`: c's GPR halves as float64s (Engine.views), or null: copied as int32s. */
+  save(c: Cpu, v: CpuViews | null = null): void {
     this.bits = c.bits;
-    copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi);
+    if (v !== null) { copy64(this.lo64, v.lo); copy64(this.hi64, v.hi); } else { copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi); }
     this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
     if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; } // only when the segment state changed
+  }
+
+  /** The part of save(c) but the GPRs and the segment state (saveRest does those); notes c's segment generation. */
+  saveScalars(c: Cpu): void {
+    this.bits = c.bits;
+    this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
+    this.liveSegGen = c.segGen;
+  }
+
+  /** The rest of save(c) after saveScalars(c). */
+  saveRest(c: Cpu): void {
+    copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi);
+    if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; }
+  }
+
+  /** c's segment generation at saveScalars. */
+  liveSegGen = -1;
+
+  /** Whether c still has what saveScalars(c) took from it (and its segment generation). */
+  scalarsOf(c: Cpu): boolean {
+    return this.bits === c.bits && this.ripLo === c.ripLo && this.ripHi === c.ripHi && this.flags === c.flags && this.cs === c.cs && this.ss === c.ss &&
+      this.cr2 === c.cr2 && this.halted === c.halted && this.liveSegGen === c.segGen;
   }
 
   /**
    * save(c), then loadCpu(c, next), in one pass over the GPRs (shiftRegs): realDone's
    * exchange of the real run's final state for the state both runs start from.
    */
-  saveThenLoad(c: Cpu, next: CpuState): void {
+  saveThenLoad(c: Cpu, next: CpuBuffer, v: CpuViews | null): void {
     this.bits = c.bits;
-    shiftRegs(this.lo, c.lo, next.lo); shiftRegs(this.hi, c.hi, next.hi);
+    if (v !== null) { shift64(this.lo64, v.lo, next.lo64); shift64(this.hi64, v.hi, next.hi64); } else { shiftRegs(this.lo, c.lo, next.lo); shiftRegs(this.hi, c.hi, next.hi); }
     this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
     if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; }
     c.ripLo = next.ripLo; c.ripHi = next.ripHi;
@@ -44,6 +70,15 @@ class CpuBuffer implements CpuState {
     // (without segGen, as every snapshot: equal states compare equal)
     return { bits: this.bits, lo: this.lo.slice(), hi: this.hi.slice(), ripLo: this.ripLo, ripHi: this.ripHi, flags: this.flags, cs: this.cs, ss: this.ss, seg: this.seg.slice(), cr2: this.cr2, halted: this.halted };
   }
+}
+
+/** A CPU's GPR halves as float64s (wideView). */
+interface CpuViews { readonly lo: Float64Array; readonly hi: Float64Array }
+
+/** The views of c's GPR halves, or null when it has none (wideView). */
+function viewsOf(c: Cpu): CpuViews | null {
+  const lo = wideView(c.lo), hi = wideView(c.hi);
+  return lo !== null && hi !== null ? { lo, hi } : null;
 }
 
 /** A TextPokeLoc armSite refills per case. */
@@ -90,6 +125,7 @@ export class Engine {
     const bufs = (): CpuBuffer[] => Array.from({ length: n }, () => new CpuBuffer());
     this.cpuBefore = bufs(); this.cpuReal = bufs(); this.cpuEmulated = bufs();
     this.pristineCpus = bufs();
+    this.views = this.m.cpus.map(viewsOf);
     const zero: number[] = [];
     for (const base of [b.k.L.stack, b.k.L.irqStack]) {
       for (let key = keyOf(base), end = keyOf(base + BigInt(b.k.L.threadSize) - 1n); key <= end; key++) {
@@ -103,6 +139,8 @@ export class Engine {
     this.irqKey = keyOf(b.k.L.irqStack);
   }
 
+  /** Per CPU, its GPR halves as float64s (a CPU's arrays are for good: Cpu.lo and hi are readonly). */
+  private readonly views: (CpuViews | null)[];
   private readonly stackKey: number;
   /** The pristine state has the callee's COOKIE page (prepare maps it). */
   readonly cookieMapped: boolean;
@@ -133,8 +171,13 @@ export class Engine {
     return true;
   }
 
-  /** Back to the pristine machine: memory through the journal, CPUs from the snapshot. */
-  reset(): void {
+  /**
+   * Back to the pristine machine: memory through the journal, CPUs from the snapshot.
+   * `laid`: the caller lays a 64-bit case with all 16 registers next (startLaidCase), which
+   * sets every GPR, RIP and RFLAGS of CPU 0 before anything reads them: those are not
+   * loaded (loadCpuRest; ≈ 400 host instructions a check).
+   */
+  reset(laid = false): void {
     const m = this.m, mem = m.mem, j = this.j;
     this.seq++;
     this.emuEnd = -1;
@@ -148,7 +191,7 @@ export class Engine {
     for (let i = 0; i < cpus.length; i++) {
       // the pristine state through a buffer that knows its segment generation (a snapshot's
       // state does not: loading it compares the whole segment state every time)
-      if (bufs[i].segGen < 0) { loadCpu(m.cpus[i], cpus[i]); bufs[i].save(m.cpus[i]); } else loadCpu(m.cpus[i], bufs[i]);
+      if (bufs[i].segGen < 0) { loadCpu(m.cpus[i], cpus[i]); bufs[i].save(m.cpus[i]); } else if (laid && i === 0 && !this.eager) loadCpuRest(m.cpus[i], bufs[i]); else loadCpu(m.cpus[i], bufs[i]);
       m.cpus[i].keepRf = false;
     }
   }
@@ -176,7 +219,7 @@ export class Engine {
   /** Records the CPUs' states as `phase`. */
   saveCpus(phase: Phase): void {
     const cpus = this.m.cpus, bufs = this.bufs(phase);
-    for (let i = 0; i < cpus.length; i++) bufs[i].save(cpus[i]);
+    for (let i = 0; i < cpus.length; i++) bufs[i].save(cpus[i], this.views[i]);
   }
 
   /** Puts the CPUs back in the state recorded as `phase`. */
@@ -199,13 +242,52 @@ export class Engine {
       this.rollback(this.loadedMark);
     }
     const cpus = this.m.cpus, real = this.cpuReal, before = this.cpuBefore;
-    for (let i = 0; i < cpus.length; i++) real[i].saveThenLoad(cpus[i], before[i]);
+    for (let i = 0; i < cpus.length; i++) real[i].saveThenLoad(cpus[i], before[i], this.views[i]);
   }
 
-  /** The emulated run is done (its writes, arming the site included, stay in the journal). */
+  /**
+   * The emulated run is done (its writes, arming the site included, stay in the journal).
+   * Its final CPUs stay in the machine: the diff compares them there (sameLive), and they
+   * are copied out (emulatedCpus) only when needed — a register difference, the snapshots —
+   * while the machine still holds them (holds; ≈ 1,200 host instructions a check).
+   */
   emulatedDone(): void {
-    this.saveCpus("emulated");
     this.emuEnd = this.j.n;
+    if (this.eager) { this.saveCpus("emulated"); this.emuSaved = true; return; }
+    this.emuSaved = false;
+    this.emuGen = this.m.mem.gen;
+    this.emuIcount = icounts(this.m.cpus);
+    // (the fields a run of no instruction may change — run(0) clears `halted` — and that tell a run apart)
+    const cpus = this.m.cpus, bufs = this.cpuEmulated;
+    for (let i = 0; i < cpus.length; i++) bufs[i].saveScalars(cpus[i]);
+  }
+
+  /**
+   * The general paths only (the twin-engine properties' reference): emulatedDone copies
+   * the CPUs, reset loads them whole.
+   */
+  eager = false;
+  /** Whether cpuEmulated holds the emulated run's final CPUs (else the machine does, see emulatedDone). */
+  private emuSaved = true;
+  /** Memory's generation and the CPUs' instruction counts at emulatedDone (see holds). */
+  private emuGen = 0;
+  private emuIcount = 0;
+
+  /** The emulated run's final CPUs, copied out of the machine first if not yet (callers: the machine holds them). */
+  private emulatedCpus(): CpuBuffer[] {
+    if (!this.emuSaved) {
+      const cpus = this.m.cpus, bufs = this.cpuEmulated;
+      for (let i = 0; i < cpus.length; i++) bufs[i].saveRest(cpus[i]);
+      this.emuSaved = true;
+    }
+    return this.cpuEmulated;
+  }
+
+  /** Whether the machine's CPUs have the registers of the real run's final CPUs (sameRegs of the states). */
+  private sameLive(): boolean {
+    const cpus = this.m.cpus, real = this.cpuReal;
+    for (let i = 0; i < cpus.length; i++) if (!sameRegsLive(real[i], cpus[i])) return false;
+    return true;
   }
 
   /**
@@ -214,7 +296,7 @@ export class Engine {
    * whole memories instead when a run changed a mapping.
    */
   diff(stack: bigint, site: bigint, siteLo: number, siteHi: number): StateDiff {
-    const registers = cpuDiff(this.cpuReal, this.cpuEmulated);
+    const registers = this.emuSaved ? cpuDiff(this.cpuReal, this.cpuEmulated) : this.sameLive() ? [] : cpuDiff(this.cpuReal, this.emulatedCpus());
     const c = this.m.cpu, j = this.j;
     const remapped = remaps(this.real) || j.mapsIn(this.loadedMark, this.emuEnd);
     let memory: MemoryDiff[];
@@ -233,10 +315,22 @@ export class Engine {
     return { registers, memory, equal: registers.length === 0 && memory.length === 0 };
   }
 
-  /** Whether the machine still holds the case numbered `seq`, untouched since its emulated run. */
+  /**
+   * Whether the machine still holds the case numbered `seq`, untouched since its emulated
+   * run: no write since (the journal's entries), and while its CPUs are not copied out
+   * (emulatedDone) none ran (their instruction counts, RIP, RFLAGS, halted, segment
+   * generation) or was loaded (memory's generation: loadCpu refetches). Only a GPR written
+   * directly, and nothing else, goes unseen.
+   */
   holds(seq: number): boolean {
     if (seq !== this.seq) return false;
-    return this.built?.seq === seq || (this.emuEnd === this.j.n && !this.j.broken && this.m.mem.journal === this.j);
+    if (this.built?.seq === seq) return true;
+    if (this.emuEnd !== this.j.n || this.j.broken || this.m.mem.journal !== this.j) return false;
+    if (this.emuSaved) return true;
+    if (this.m.mem.gen !== this.emuGen || icounts(this.m.cpus) !== this.emuIcount) return false;
+    const cpus = this.m.cpus, bufs = this.cpuEmulated;
+    for (let i = 0; i < cpus.length; i++) if (!bufs[i].scalarsOf(cpus[i])) return false;
+    return true;
   }
 
   /** The snapshots already built for a case (building them ends the journal's use for it). */
@@ -251,6 +345,7 @@ export class Engine {
   snapshots(): [MachineSnapshot, MachineSnapshot, MachineSnapshot] {
     if (this.built?.seq === this.seq) return this.built.snaps;
     const m = this.m, mem = m.mem;
+    this.emulatedCpus();
     const cpus = (p: Phase): CpuState[] => this.bufs(p).map((c) => c.copy());
     const emu = mem.snapshot();
     mem.rollback(this.loadedMark);
@@ -296,6 +391,23 @@ export function startCase(b: Bench): Engine {
   return e;
 }
 
+/**
+ * startCase for layCase of `c` next, before anything else reads the CPUs: a 64-bit case
+ * with all 16 registers leaves CPU 0's GPRs, RIP and RFLAGS to layCase (Engine.reset).
+ */
+export function startLaidCase(b: Bench, c: EmuCase): Engine {
+  const e = engineOf(b);
+  e.reset(b.k.m.bits === 64 && c.regs.length >= 16);
+  return e;
+}
+
+/** The CPUs' instruction counts, summed (each only grows while they run). */
+function icounts(cpus: readonly Cpu[]): number {
+  let n = 0;
+  for (let i = 0; i < cpus.length; i++) n += cpus[i].icount;
+  return n;
+}
+
 /** Register differences of every CPU, as diffStates names them; without BigInt when equal. */
 function cpuDiff(a: readonly CpuState[], b: readonly CpuState[]): RegisterDiff[] {
   const out: RegisterDiff[] = [];
@@ -306,6 +418,23 @@ function cpuDiff(a: readonly CpuState[], b: readonly CpuState[]): RegisterDiff[]
     for (const d of diffCpu(ca, cb)) out.push(n > 1 ? { ...d, name: `cpu${i}.${d.name}` } : d);
   }
   return out;
+}
+
+/** sameRegs(a, the state saved from `c`), without saving it. */
+export function sameRegsLive(a: CpuState, c: Cpu): boolean {
+  if (a.bits !== c.bits || a.flags !== c.flags || a.cs !== c.cs || a.ss !== c.ss || a.ripLo !== c.ripLo) return false;
+  const wide = a.bits === 64;
+  if (wide && a.ripHi !== c.ripHi) return false;
+  // (a saved state has the CPU's generation when it has its segment state: see CpuBuffer.save)
+  if ((a.segGen === undefined || a.segGen !== c.segGen) && !sameSegments(c, a.seg)) return false;
+  const x = a.lo, y = c.lo;
+  const dl = (x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5]) | (x[6] ^ y[6]) | (x[7] ^ y[7]);
+  if (!wide) return dl === 0;
+  const u = a.hi, v = c.hi;
+  const dh = (x[8] ^ y[8]) | (x[9] ^ y[9]) | (x[10] ^ y[10]) | (x[11] ^ y[11]) | (x[12] ^ y[12]) | (x[13] ^ y[13]) | (x[14] ^ y[14]) | (x[15] ^ y[15]) |
+    (u[0] ^ v[0]) | (u[1] ^ v[1]) | (u[2] ^ v[2]) | (u[3] ^ v[3]) | (u[4] ^ v[4]) | (u[5] ^ v[5]) | (u[6] ^ v[6]) | (u[7] ^ v[7]) |
+    (u[8] ^ v[8]) | (u[9] ^ v[9]) | (u[10] ^ v[10]) | (u[11] ^ v[11]) | (u[12] ^ v[12]) | (u[13] ^ v[13]) | (u[14] ^ v[14]) | (u[15] ^ v[15]);
+  return (dl | dh) === 0;
 }
 
 /** What diffCpu compares: the GPRs (64-bit: both halves), RIP, RFLAGS, the segment state (selectors, hidden parts, GDTR/LDTR). */

@@ -117,7 +117,9 @@ export class SegmentBuffer implements Segment {
     const vlo = j.vlo, vhi = j.vhi;
     for (let e = end - 1; e >= from; e--) {
       const size = sizes[e], off = offs[e], p = pages[e] as Page;
-      putShort(p.data, p.i32, p.dv, off, size, vlo[e], vhi[e]);
+      // (a word store, the common entry, without loading the page's other views for putShort)
+      if (size === 8 && (off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[e]; w[q + 1] = vhi[e]; }
+      else putShort(p.data, p.i32, p.dv, off, size, vlo[e], vhi[e]);
     }
     j.truncate(from);
     this.n = n;
@@ -141,10 +143,10 @@ function readHalves(p: Page, off: number, size: number): void {
   HALF_LO = shortLo(p.data, off, size); HALF_HI = shortHi(p.data, off, size);
 }
 
-/** Whether entry i of `s` (1–8 bytes) holds the bytes at `off` of `p` now. */
-function sameAsPage(s: Segment, i: number, p: Page, off: number, size: number): boolean {
+/** Whether the `size` (1–8) bytes at `off` of `p` are, as readHalves gives them, (lo, hi). */
+function holdsHalves(p: Page, off: number, size: number, lo: number, hi: number): boolean {
   readHalves(p, off, size);
-  return HALF_LO === s.lo[i] && HALF_HI === s.hi[i];
+  return HALF_LO === lo && HALF_HI === hi;
 }
 
 /** Whether a segment changed a mapping (then only a whole-memory diff is exact). */
@@ -158,6 +160,11 @@ export function remaps(s: Segment): boolean {
  * needed: four numbers per range [k0, o0, k1, o1) for [start, end).
  */
 export type KeyRanges = number[];
+
+/** Whether bytes off..last of page `key` lie inside the range [k0:o0, k1:o1) (covered's test for one range). */
+function inside(key: number, off: number, last: number, k0: number, o0: number, k1: number, o1: number): boolean {
+  return (key > k0 || (key === k0 && off >= o0)) && (key < k1 || (key === k1 && last < o1));
+}
 
 /** Whether [off, off + size) of page `key` lies inside one of the ranges. */
 function covered(r: KeyRanges, key: number, off: number, size: number): boolean {
@@ -189,32 +196,45 @@ function wrote(s: Segment, key: number, off: number): boolean {
  */
 export function diffRuns(mem: Memory, j: Journal, real: Segment, from: number, to: number, ignore: KeyRanges): MemoryDiff[] {
   let hits: [number, number, number, number][] | null = null;
-  for (let i = 0; i < real.n; i++) {
-    const size = real.sizes[i], key = real.keys[i], o = real.offs[i];
-    if (covered(ignore, key, o, size)) continue;
-    const p = mem.pageAt(key);
+  // Two ranges (the engine's: the dead stack, the site's byte) checked inline from locals, else
+  // through covered(): its loop over a number[] reloads the elements per call (≈ 100 host
+  // instructions a call, a dozen calls a check). An empty range when there are fewer.
+  const nr = ignore.length, two = nr <= 8;
+  const a0 = nr >= 4 ? ignore[0] : 0, b0 = nr >= 4 ? ignore[1] : 0, a1 = nr >= 4 ? ignore[2] : -1, b1 = nr >= 4 ? ignore[3] : 0;
+  const c0 = nr >= 8 ? ignore[4] : 0, d0 = nr >= 8 ? ignore[5] : 0, c1 = nr >= 8 ? ignore[6] : -1, d1 = nr >= 8 ? ignore[7] : 0;
+  // (the segment's arrays in locals: an access through a field reloads the field)
+  const rn = real.n, rs = real.sizes, rk = real.keys, ro = real.offs, rl = real.lo, rh = real.hi;
+  let lastKey = -1, lastPage: Page | undefined;
+  for (let i = 0; i < rn; i++) {
+    const size = rs[i], key = rk[i], o = ro[i], last = o + size - 1;
+    if (two ? inside(key, o, last, a0, b0, a1, b1) || inside(key, o, last, c0, d0, c1, d1) : covered(ignore, key, o, size)) continue;
+    // (the callee's two stores share a page)
+    const p = key === lastKey ? lastPage : mem.pageAt(key);
+    lastKey = key; lastPage = p;
     // (the common case — the callee's stores, made alike by both runs — without the byte loop)
-    if (p !== undefined && (size <= 8 ? sameAsPage(real, i, p, o, size) : bytesEqual(real.bytes, real.at[i], p.data, o, size))) continue;
+    if (p !== undefined && (size <= 8 ? holdsHalves(p, o, size, rl[i], rh[i]) : bytesEqual(real.bytes, real.at[i], p.data, o, size))) continue;
     const partly = meets(ignore, key, o, size); // (else no byte of it is ignored)
     for (let k = 0; k < size; k++) {
       const x = segByte(real, i, k), y = p === undefined ? -1 : p.data[o + k];
       if (x !== y && !(partly && covered(ignore, key, o + k, 1))) (hits ??= []).push([key, o + k, x, y]);
     }
   }
-  // (the first range — the dead stack — covers most of a run's entries: checked inline first)
+  // (the first range — the dead stack — covers most of a run's entries: checked first)
   const sizes = j.sizes, keys = j.keys, offs = j.offs;
-  const a0 = ignore.length >= 4 ? ignore[0] : 0, b0 = ignore.length >= 4 ? ignore[1] : 0;
-  const a1 = ignore.length >= 4 ? ignore[2] : -1, b1 = ignore.length >= 4 ? ignore[3] : 0;
   // entries not wholly ignored, so far (a byte of an earlier, wholly ignored entry is ignored)
   let nSeen = 0;
   for (let i = from; i < to; i++) {
-    const size = sizes[i], key = keys[i], o = offs[i];
-    if ((key > a0 || (key === a0 && o >= b0)) && (key < a1 || (key === a1 && o + size - 1 < b1))) continue;
-    if (covered(ignore, key, o, size)) continue;
+    const size = sizes[i], key = keys[i], o = offs[i], last = o + size - 1;
+    if (inside(key, o, last, a0, b0, a1, b1)) continue;
+    if (two ? inside(key, o, last, c0, d0, c1, d1) : covered(ignore, key, o, size)) continue;
     // wholly inside one entry of the first run (the callee's stores, made in both runs): each
     // byte was compared above, so none is looked at again below, and a later entry finds
     // any byte of it it overlaps in `real` too (its `own` needs no record of this one)
-    if (size > 0 && within(real, key, o, size)) continue;
+    if (size > 0) {
+      let q = 0;
+      while (q < rn && !(rk[q] === key && ro[q] <= o && o + size <= ro[q] + rs[q])) q++;
+      if (q < rn) continue; // (one data entry of the first run wrote every byte of it)
+    }
     const p = mem.pageAt(key);
     // per entry, which per-byte look-ups can be skipped: no ignored byte in it, no byte the
     // first run wrote, no earlier entry of this run over its bytes that are not ignored (its
@@ -259,15 +279,6 @@ function meets(r: KeyRanges, key: number, off: number, size: number): boolean {
     const k0 = r[i], o0 = r[i + 1], k1 = r[i + 2], o1 = r[i + 3];
     // [k0:o0, k1:o1) meets [key:off, key:last]: start <= last and end > off
     if ((k0 < key || (k0 === key && o0 <= last)) && (k1 > key || (k1 === key && o1 > off))) return true;
-  }
-  return false;
-}
-
-/** Whether one data entry of `s` wrote every byte of [off, off + size) of page `key`. */
-function within(s: Segment, key: number, off: number, size: number): boolean {
-  for (let i = 0; i < s.n; i++) {
-    const o = s.offs[i];
-    if (s.keys[i] === key && o <= off && off + size <= o + s.sizes[i]) return true;
   }
   return false;
 }
