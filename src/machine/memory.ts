@@ -636,9 +636,15 @@ export class Memory {
     const old = j.old, keys = j.keys, offs = j.offs, sizes = j.sizes, at = j.at, vlo = j.vlo, vhi = j.vhi, pages = j.pages;
     const slow = j.slowBelow; // (nothing below changes it before the end)
     // Pages mapped fresh after `mark` go back to the spare list below, their decode caches
-    // emptied there (recycle): writes to them need no invalidation on the way. They are
-    // listed (freshSince) when an undone write first meets decoded code (-1: not yet).
-    let nFresh = -1;
+    // emptied there (recycle): writes to them need no invalidation on the way. An undone write
+    // on a page with decoded code and none running in from the page before (crossIn false:
+    // invalidate then touches only the page's own cache) is put off to the end (LATE), when
+    // a recycled page has no code left to look at — the INT3 byte of a check, on its fresh
+    // site page (listing the fresh pages up front, freshSince, cost ≈ 550 host instructions
+    // a check). Dropping decoded instructions commutes with the rest of the undo, which only
+    // drops more (recycle, the unmappings' cross-in invalidation). Other pages with code take
+    // the fresh-page list (freshSince, when one first needs it; -1: not yet).
+    let nFresh = -1, nLate = 0;
     const from = Math.max(mark, slow);
     let q: number;
     // Zero fills after `mark` (recordZero): undoing one writes zeros over its range, so a
@@ -697,11 +703,20 @@ export class Memory {
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
       if (p.code !== null || p.crossIn) {
+        if (p.crossIn === false && nLate < LATE.length) { LATE[nLate] = p; LATE_KEY[nLate] = key; LATE_OFF[nLate] = off; LATE_SIZE[nLate] = size; nLate++; continue; }
         if (nFresh < 0) nFresh = this.freshSince(j, from);
         if (!(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
           const h = Math.floor(key / 1048576), hi = h | 0, lo = (((key - h * 1048576) << 12) | off) | 0;
           this.invalidate(p, lo, hi, off, size);
         }
+      }
+    }
+    for (let k = 0; k < nLate; k++) {
+      const p = LATE[k] as Page;
+      LATE[k] = null;
+      if (p.code !== null) { // (null: recycled above)
+        const key = LATE_KEY[k], off = LATE_OFF[k], h = Math.floor(key / 1048576);
+        this.invalidate(p, (((key - h * 1048576) << 12) | off) | 0, h | 0, off, LATE_SIZE[k]);
       }
     }
     for (let k = 0; k < nFresh; k++) FRESH[k] = null;
@@ -812,6 +827,12 @@ function dropOverlapping(p: Page, code: (Insn | undefined)[], at: Int32Array, n:
     }
   }
 }
+
+/** Undone writes on pages with decoded code whose invalidation rollback puts off to its end (see rollback): page object, key, offset, size. */
+const LATE: (Page | null)[] = [null, null, null, null];
+const LATE_KEY = new Float64Array(4);
+const LATE_OFF = new Int32Array(4);
+const LATE_SIZE = new Int32Array(4);
 
 /** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */
 const FRESH: (Page | null)[] = [null, null, null, null, null, null, null, null];
