@@ -658,6 +658,9 @@ export class Memory {
       ZERO[nZero] = z; ZERO_PAGE[nZero] = pages[z] as Page; ZERO_LO[nZero] = offs[z]; ZERO_HI[nZero] = offs[z] + sizes[z];
       nZero++;
     }
+    // (the first of them in locals too — a check has one, its stack window: looking it up in
+    // the module's arrays, zeroed(), cost ≈ 150 host instructions an entry)
+    const z0 = nZero !== 0 ? ZERO[0] : -1, z0Page = ZERO_PAGE[0], z0Lo = ZERO_LO[0], z0Hi = ZERO_HI[0];
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
@@ -690,13 +693,14 @@ export class Memory {
       const off = offs[i];
       // (an entry of 8 bytes or less costs less to put back than to look up)
       if (size > 8 && vhi[i] === 1) zeroBytes(p.data, p.i32, off, off + size); // (recordZero; first: a zero fill inside an older one may as well write its zeros)
-      else if (size > 8 && nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      else if (size > 8 && nZero !== 0 && i >= slow && ((p === z0Page && z0 < i && z0Lo <= off && off + size <= z0Hi) || (nZero > 1 && zeroed(nZero, i, p, off, size)))) { /* (the fill's undo below writes its zeros) */ }
       else if (size === 8) {
         // (putShort's 8-byte case written out: most entries are pushes and stores of 8 bytes, and
         // this function is past V8's inlining budget — the call cost ≈ 200 host instructions a check)
         if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
         else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
       }
+      else if (size === 1) p.data[off] = vlo[i]; // (a patch site's INT3: putShort's case, without the call)
       else if (size <= 8) putShort(p.data, p.i32, p.dv, off, size, vlo[i], vhi[i]);
       else if (vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
       else if ((off & 3) === 0) copyAligned(old, j.oldW, at[i], p.data, p.i32, off, size); // (at[i] is word-aligned)
