@@ -101,9 +101,8 @@ export class Journal {
    * instead of adding one, unless a mark lies between them.
    */
   record(p: Page, key: number, off: number, size: number): void {
-    const h = Math.floor(key / 1048576), pn = key - h * 1048576; // (not key % 2^20: a float remainder, slow)
-    if (p === this.tailPage && size === this.tailW && off + size === this.tailOff && pn === this.tailPn && (h | 0) === this.tailHi) this.extend(p, off, size);
-    else this.add(p, pn, h | 0, off, size);
+    if (p === this.tailPage && size === this.tailW && off + size === this.tailOff && key - Math.floor(key / 1048576) * 1048576 === this.tailPn && (Math.floor(key / 1048576) | 0) === this.tailHi) this.extend(p, off, size);
+    else this.add(p, key, off, size);
   }
 
   /**
@@ -113,7 +112,7 @@ export class Journal {
    */
   recordAt(p: Page, lo: number, hi: number, off: number, size: number): void {
     if (p === this.tailPage && size === this.tailW && off + size === this.tailOff && lo >>> 12 === this.tailPn && (hi | 0) === this.tailHi) this.extend(p, off, size);
-    else this.add(p, lo >>> 12, hi | 0, off, size);
+    else this.add(p, (hi >>> 0) * 1048576 + (lo >>> 12), off, size);
   }
 
   /**
@@ -147,7 +146,7 @@ export class Journal {
     }
     if (this.broken) return -1;
     const key = (hi >>> 0) * 1048576 + (lo >>> 12);
-    if (size <= 8) { this.add(p, lo >>> 12, hi | 0, off, size); return -1; }
+    if (size <= 8) { this.add(p, key, off, size); return -1; }
     const b = this.nb;
     if (b + size > this.oldCap) this.growBytes(b + size);
     const i = this.entry(p, key, off, size);
@@ -160,29 +159,19 @@ export class Journal {
     return b >> 2;
   }
 
-  /**
-   * A new entry for `record`, the page number as its int32 parts (pn = the low 20 bits, h
-   * the rest, as Memory's writes have them: no float division here); nothing once broken, or
-   * when the bytes are covered (see covPage). Its slot is filled here, not by `entry`: the
-   * common entry — a store or push of 8 bytes — costs fewer loads of the journal's fields.
-   */
-  private add(p: Page, pn: number, h: number, off: number, size: number): void {
+  /** A new entry for `record` (nothing once broken, or when the bytes are covered: see covPage). */
+  private add(p: Page, key: number, off: number, size: number): void {
     if (p === this.covPage && off >= this.covLo && off + size <= this.covHi) return; // (written since the last mark: see covPage)
-    if (this.isBroken) return;
+    if (this.broken) return;
     this.cover(p, off, size);
-    const b = this.nb, i = this.n;
-    if (i === this.keys.length) this.grow();
-    this.pages[i] = p;
-    this.keys[i] = (h >>> 0) * 1048576 + pn;
-    this.offs[i] = off;
-    this.sizes[i] = size;
-    this.at[i] = b;
+    const b = this.nb;
+    const i = this.entry(p, key, off, size);
     if (size === 8 || size === 4) {
-      // (word loads where aligned, as the stores are: most entries are pushes and stores)
-      if ((off & 3) === 0) { const w = p.i32, q = off >> 2; this.vlo[i] = w[q]; if (size === 8) this.vhi[i] = w[q + 1]; }
-      else { const dv = p.dv; this.vlo[i] = dv.getInt32(off, true); if (size === 8) this.vhi[i] = dv.getInt32(off + 4, true); }
+      const dv = p.dv;
+      this.vlo[i] = dv.getInt32(off, true);
+      if (size === 8) this.vhi[i] = dv.getInt32(off + 4, true);
       // (not below slowBelow: it is i itself, so the page object is current)
-      this.tailPage = p; this.tailPn = pn; this.tailHi = h; this.tailOff = off; this.tailW = size; this.tailRun = 0;
+      this.tailPage = p; const h = Math.floor(key / 1048576); this.tailPn = key - h * 1048576; this.tailHi = h | 0; this.tailOff = off; this.tailW = size; this.tailRun = 0; // (not key % 2^20: a float remainder, slow)
     } else {
       this.tailPage = null;
       if (size === 1) this.vlo[i] = p.data[off];
@@ -288,7 +277,7 @@ export class Journal {
 
   /** A new entry wrote [off, off + size) of `p`: joins the cover when it touches it, else becomes it. */
   private cover(p: Page, off: number, size: number): void {
-    if (!this.skipCovered) return;
+    if (this.skipCovered === false) return; // (`=== false`: a boolean field's truthiness is tested in full in this V8, ≈ 15 instructions)
     const end = off + size;
     if (p === this.covPage && off <= this.covHi && end >= this.covLo) {
       if (off < this.covLo) this.covLo = off;
