@@ -640,9 +640,15 @@ export class Memory {
     const old = j.old, keys = j.keys, offs = j.offs, sizes = j.sizes, at = j.at, vlo = j.vlo, vhi = j.vhi, pages = j.pages;
     const slow = j.slowBelow; // (nothing below changes it before the end)
     // Pages mapped fresh after `mark` go back to the spare list below, their decode caches
-    // emptied there (recycle): writes to them need no invalidation on the way. They are
-    // listed (freshSince) when an undone write first meets decoded code (-1: not yet).
-    let nFresh = -1;
+    // emptied there (recycle): writes to them need no invalidation on the way. An undone write
+    // on a page with decoded code and none running in from the page before (crossIn false:
+    // invalidate then touches only the page's own cache) is put off to the end (LATE), when
+    // a recycled page has no code left to look at — the INT3 byte of a check, on its fresh
+    // site page (listing the fresh pages up front, freshSince, cost ≈ 550 host instructions
+    // a check). Dropping decoded instructions commutes with the rest of the undo, which only
+    // drops more (recycle, the unmappings' cross-in invalidation). Other pages with code take
+    // the fresh-page list (freshSince, when one first needs it; -1: not yet).
+    let nFresh = -1, nLate = 0;
     const from = Math.max(mark, slow);
     let q: number;
     // Zero fills after `mark` (recordZero): undoing one writes zeros over its range, so a
@@ -656,6 +662,9 @@ export class Memory {
       ZERO[nZero] = z; ZERO_PAGE[nZero] = pages[z] as Page; ZERO_LO[nZero] = offs[z]; ZERO_HI[nZero] = offs[z] + sizes[z];
       nZero++;
     }
+    // (the first of them in locals too — a check has one, its stack window: looking it up in
+    // the module's arrays, zeroed(), cost ≈ 150 host instructions an entry)
+    const z0 = nZero !== 0 ? ZERO[0] : -1, z0Page = ZERO_PAGE[0], z0Lo = ZERO_LO[0], z0Hi = ZERO_HI[0];
     for (let i = j.n - 1; i >= mark; i--) {
       const size = sizes[i], key = keys[i];
       if (size === 0) {
@@ -688,24 +697,34 @@ export class Memory {
       const off = offs[i];
       // (an entry of 8 bytes or less costs less to put back than to look up)
       if (size > 8 && vhi[i] === 1) zeroBytes(p.data, p.i32, off, off + size); // (recordZero; first: a zero fill inside an older one may as well write its zeros)
-      else if (size > 8 && nZero !== 0 && i >= slow && zeroed(nZero, i, p, off, size)) { /* (the fill's undo below writes its zeros) */ }
+      else if (size > 8 && nZero !== 0 && i >= slow && ((p === z0Page && z0 < i && z0Lo <= off && off + size <= z0Hi) || (nZero > 1 && zeroed(nZero, i, p, off, size)))) { /* (the fill's undo below writes its zeros) */ }
       else if (size === 8) {
         // (putShort's 8-byte case written out: most entries are pushes and stores of 8 bytes, and
         // this function is past V8's inlining budget — the call cost ≈ 200 host instructions a check)
         if ((off & 3) === 0) { const w = p.i32, q = off >> 2; w[q] = vlo[i]; w[q + 1] = vhi[i]; }
         else { const dv = p.dv; dv.setInt32(off, vlo[i], true); dv.setInt32(off + 4, vhi[i], true); }
       }
+      else if (size === 1) p.data[off] = vlo[i]; // (a patch site's INT3: putShort's case, without the call)
       else if (size <= 8) putShort(p.data, p.i32, p.dv, off, size, vlo[i], vhi[i]);
       else if (vhi[i] >= 2) j.undoRun(i, p.dv); // (a run of pushes, Journal.extend)
       else if ((off & 3) === 0) copyAligned(old, j.oldW, at[i], p.data, p.i32, off, size); // (at[i] is word-aligned)
       else if (size <= 64) { const d = p.data, a = at[i]; for (let k = 0; k < size; k++) d[off + k] = old[a + k]; }
       else p.data.set(old.subarray(at[i], at[i] + size), off);
       if (p.code !== null || p.crossIn) {
+        if (p.crossIn === false && nLate < LATE.length) { LATE[nLate] = p; LATE_KEY[nLate] = key; LATE_OFF[nLate] = off; LATE_SIZE[nLate] = size; nLate++; continue; }
         if (nFresh < 0) nFresh = this.freshSince(j, from);
         if (!(nFresh !== 0 && i >= slow && isFresh(p, nFresh))) {
           const h = Math.floor(key / 1048576), hi = h | 0, lo = (((key - h * 1048576) << 12) | off) | 0;
           this.invalidate(p, lo, hi, off, size);
         }
+      }
+    }
+    for (let k = 0; k < nLate; k++) {
+      const p = LATE[k] as Page;
+      LATE[k] = null;
+      if (p.code !== null) { // (null: recycled above)
+        const key = LATE_KEY[k], off = LATE_OFF[k], h = Math.floor(key / 1048576);
+        this.invalidate(p, (((key - h * 1048576) << 12) | off) | 0, h | 0, off, LATE_SIZE[k]);
       }
     }
     for (let k = 0; k < nFresh; k++) FRESH[k] = null;
@@ -816,6 +835,12 @@ function dropOverlapping(p: Page, code: (Insn | undefined)[], at: Int32Array, n:
     }
   }
 }
+
+/** Undone writes on pages with decoded code whose invalidation rollback puts off to its end (see rollback): page object, key, offset, size. */
+const LATE: (Page | null)[] = [null, null, null, null];
+const LATE_KEY = new Float64Array(4);
+const LATE_OFF = new Int32Array(4);
+const LATE_SIZE = new Int32Array(4);
 
 /** Pages a rollback will recycle (see rollback); a few are enough, the rest take the general path. */
 const FRESH: (Page | null)[] = [null, null, null, null, null, null, null, null];
