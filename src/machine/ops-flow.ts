@@ -115,14 +115,17 @@ export function retGeneric(n: number): Exec {
  * target before RSP moves, then RSP += n (the carry into the high half; n < 2^17).
  */
 export function ret64(n: number): Exec {
-  return (c) => {
-    const sl = c.lo[4], sh = c.hi[4], mem = c.mem;
-    const tl = mem.read64(sl, sh, true), th = mem.rhi;
-    c.th = th;
-    if (!isCanonical(tl, th)) c.checkTarget(tl, th);
-    c.ripLo = tl; c.ripHi = th;
-    const s = (sl >>> 0) + n;
-    c.lo[4] = s | 0;
-    if (s >= 4294967296) c.hi[4] = (sh + 1) | 0;
-  };
+  return (c) => { popRet64(c, n); };
+}
+
+/** What ret64's executor does (also the return of a 64-bit host function: decoder.ts hostExec). */
+export function popRet64(c: Cpu, n: number): void {
+  const sl = c.lo[4], sh = c.hi[4], mem = c.mem;
+  const tl = mem.read64(sl, sh, true), th = mem.rhi;
+  c.th = th;
+  if (!isCanonical(tl, th)) c.checkTarget(tl, th);
+  c.ripLo = tl; c.ripHi = th;
+  const s = (sl >>> 0) + n;
+  c.lo[4] = s | 0;
+  if (s >= 4294967296) c.hi[4] = (sh + 1) | 0;
 }
