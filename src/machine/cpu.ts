@@ -408,7 +408,7 @@ export class Cpu {
     this.stopDetail = undefined;
     this.stopEvent = undefined;
     this.halted = false;
-    this.pending = this.keepRf || (this.flags & F.RF) !== 0 || this.irrCount !== 0 || this.intrShadow !== 0 ? 1 : 0;
+    this.pending = this.keepRf === true || (this.flags & F.RF) !== 0 || this.irrCount !== 0 || this.intrShadow !== 0 ? 1 : 0;
     this.syncPrivilege();
     if (this.interruptible) {
       this.takeInterrupt();
