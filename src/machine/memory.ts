@@ -259,12 +259,6 @@ export class Memory {
       this.wHi[i] = hi;
       this.wPage[i] = p;
     }
-    // a page that passes a write's checks passes a read's (readMiss: canonical, mapped, U at
-    // CPL 3) and a read would find this page object: the read TLB's fill, done now (the
-    // stack page a case writes first and then reads: one readMiss less a check, ≈ 250)
-    this.rPn[i] = lo >>> 12;
-    this.rHi[i] = hi;
-    this.rPage[i] = p;
     return p;
   }
 
