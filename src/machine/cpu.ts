@@ -408,7 +408,7 @@ export class Cpu {
     this.stopDetail = undefined;
     this.stopEvent = undefined;
     this.halted = false;
-    this.pending = this.keepRf || (this.flags & F.RF) !== 0 || this.irrCount !== 0 || this.intrShadow !== 0 ? 1 : 0;
+    this.pending = this.keepRf === true || (this.flags & F.RF) !== 0 || this.irrCount !== 0 || this.intrShadow !== 0 ? 1 : 0;
     this.syncPrivilege();
     if (this.interruptible) {
       this.takeInterrupt();
@@ -419,7 +419,8 @@ export class Cpu {
     const hasUntil = until !== undefined;
     let steps = 0;
     const hooked = this.hooks.instruction !== undefined;
-    const fuse = this.fuseStacks && !hooked;
+    // (=== true: a plain field read is typed as any value, and `&&` of it made the loop test its truthiness generically at every step, ≈ 16 host instructions)
+    const fuse = this.fuseStacks === true && !hooked;
     const mem = this.mem, wide = this.bits === 64;
     // The fetch page and what it was validated against, kept in locals for the hot loop.
     let fPage: Page | null = null, fLo = 0, fHi = 0, fGen = -1;

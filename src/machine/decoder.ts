@@ -7,7 +7,7 @@ import { compileData } from "./ops-data.js";
 import { compileFast } from "./ops-fast.js";
 import { compileMovFast } from "./ops-mov.js";
 import { compileAluMemFast } from "./ops-alu-mem.js";
-import { compileFlow } from "./ops-flow.js";
+import { compileFlow, popRet64 } from "./ops-flow.js";
 import { compileSeg } from "./ops-seg.js";
 import { compileSystem } from "./ops-system.js";
 import { Unsupported } from "./operands.js";
@@ -61,6 +61,7 @@ function hostExec(h: HostEntry, bits: number): Exec {
         c.hi[0] = bits === 64 ? Number(BigInt.asIntN(32, v >> 32n)) : 0;
       }
     }
+    if (bits === 64) { popRet64(c, 8); return; } // (RET written out, as ops-flow.ts ret64)
     const tl = c.peekW(0), th = c.th;
     c.jumpTo(tl, th);
     c.spAdd(W);

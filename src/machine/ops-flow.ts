@@ -71,11 +71,7 @@ export function compileFlow(ins: Instruction, bits: number): Exec | undefined {
       if (ins.isCallFar) throw new Unsupported("far RET");
       const imm = ins.opCount === 1 && ins.op0Kind === OpKind.Immediate16 ? ins.immediate16 : 0;
       if (ins.stackPointerIncrement - imm !== W) throw new Unsupported("16-bit RET");
-      return (c) => {
-        const tl = c.peekW(0), th = c.th;
-        c.jumpTo(tl, th);
-        c.spAdd(W + imm);
-      };
+      return bits === 64 ? ret64(8 + imm) : retGeneric(W + imm);
     }
     default:
       break;
@@ -100,4 +96,36 @@ function nearTarget(ins: Instruction, bits: number): [number, number] {
     return [loOf(t), hiOf(t)];
   }
   return [ins.nearBranch32 | 0, 0];
+}
+
+/** Near RET popping `n` bytes (the return address's W and imm16) in either mode: the reference ret64 is checked against. */
+export function retGeneric(n: number): Exec {
+  return (c) => {
+    const tl = c.peekW(0), th = c.th;
+    c.jumpTo(tl, th);
+    c.spAdd(n);
+  };
+}
+
+/**
+ * 64-bit near RET (imm16 bytes more popped): the generic closure's peekW(0), jumpTo and spAdd
+ * written out for 64-bit mode (measured ≈ 210 host instructions a RET through the three
+ * calls, each re-testing the CPU's mode). The same order and scratch: the 8-byte read at RSP
+ * (a stack access: its fault first, c.th = the high half read), #GP(0) for a non-canonical
+ * target before RSP moves, then RSP += n (the carry into the high half; n < 2^17).
+ */
+export function ret64(n: number): Exec {
+  return (c) => { popRet64(c, n); };
+}
+
+/** What ret64's executor does (also the return of a 64-bit host function: decoder.ts hostExec). */
+export function popRet64(c: Cpu, n: number): void {
+  const sl = c.lo[4], sh = c.hi[4], mem = c.mem;
+  const tl = mem.read64(sl, sh, true), th = mem.rhi;
+  c.th = th;
+  if (!isCanonical(tl, th)) c.checkTarget(tl, th);
+  c.ripLo = tl; c.ripHi = th;
+  const s = (sl >>> 0) + n;
+  c.lo[4] = s | 0;
+  if (s >= 4294967296) c.hi[4] = (sh + 1) | 0;
 }

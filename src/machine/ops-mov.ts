@@ -33,10 +33,7 @@ export function compileMovFast(ins: Instruction, bits: number): Exec | undefined
     // 64-bit base + disp: the sum with its carry, as compileEa
     const disp = BigInt.asUintN(64, ins.memoryDisplacement);
     const dLo = Number(disp & 0xffffffffn), dHi = Number(BigInt.asIntN(32, disp >> 32n));
-    if (size === 8) {
-      if (load) return (c) => { const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0, a = s | 0; c.eaHi = h; c.aLo = a; c.aHi = h; const v = c.mem.read64(a, h, stack); const t = c.mem.rhi; c.th = t; c.lo[r] = v; c.hi[r] = t; };
-      return (c) => { const vl = c.lo[r], vh = c.hi[r]; c.th = vh; const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0; c.eaHi = h; c.mem.write64(s | 0, h, vl, vh, stack); };
-    }
+    if (size === 8) return load ? load64Base(r, b, dLo, dHi, stack) : store64Base(r, b, dLo, dHi, stack);
     if (load) return (c) => { const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0, a = s | 0; c.eaHi = h; c.aLo = a; c.aHi = h; c.lo[r] = c.mem.read32(a, h, stack); c.hi[r] = 0; };
     return (c) => { const v = c.lo[r], s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0; c.eaHi = h; c.mem.write32(s | 0, h, v, stack); };
   }
@@ -54,6 +51,17 @@ export function compileMovFast(ins: Instruction, bits: number): Exec | undefined
 }
 
 type Ea = (c: Cpu) => number;
+
+// (64-bit base + disp, 8 bytes, the commonest: made by functions taking the operands as
+// parameters — a closure over compileMovFast's consts re-tested each for the temporal dead
+// zone at every use)
+function load64Base(r: number, b: number, dLo: number, dHi: number, stack: boolean): Exec {
+  return (c) => { const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0, a = s | 0; c.eaHi = h; c.aLo = a; c.aHi = h; const v = c.mem.read64(a, h, stack); const t = c.mem.rhi; c.th = t; c.lo[r] = v; c.hi[r] = t; };
+}
+
+function store64Base(r: number, b: number, dLo: number, dHi: number, stack: boolean): Exec {
+  return (c) => { const vl = c.lo[r], vh = c.hi[r]; c.th = vh; const s = (c.lo[b] >>> 0) + dLo, h = (c.hi[b] + dHi + (s >= 4294967296 ? 1 : 0)) | 0; c.eaHi = h; c.mem.write64(s | 0, h, vl, vh, stack); };
+}
 
 function load64(r: number, ea: Ea, stack: boolean): Exec {
   return (c) => { const a = ea(c); c.aLo = a; c.aHi = c.eaHi; const v = c.mem.read64(a, c.eaHi, stack); const t = c.mem.rhi; c.th = t; c.lo[r] = v; c.hi[r] = t; };

@@ -241,14 +241,22 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     // POP r ×k: the first pop's read checks the page (as peekW does, with the scratch it sets first)
     if (W === 4) c.th = 0;
     const p = mem.readPage(base | 0, aHi, false, true);
-    const i32 = p.i32, dv = p.dv;
+    const i32 = p.i32, regLo = c.lo, regHi = c.hi;
     let o = base & 4095, vh = 0;
-    for (let i = 0; i < k; i++, o += W) {
-      let vl: number;
-      if ((o & 3) === 0) { vl = i32[o >> 2]; if (W === 8) vh = i32[(o >> 2) + 1]; }
-      else { vl = dv.getInt32(o, true); if (W === 8) vh = dv.getInt32(o + 4, true); }
-      const d = args[i];
-      c.lo[d] = vl; c.hi[d] = vh;
+    if ((o & 3) === 0) {
+      // word-aligned (every member then is: W is a multiple of 4): word loads, the word index
+      // stepped (measured: ≈ 85 host instructions a pop before, with the alignment test, the
+      // register files re-read from c and the offset re-shifted at every member)
+      if (W === 8) for (let i = 0, q = o >> 2; i < k; i++, q += 2) { const d = args[i]; vh = i32[q + 1]; regLo[d] = i32[q]; regHi[d] = vh; }
+      else for (let i = 0, q = o >> 2; i < k; i++, q++) { const d = args[i]; regLo[d] = i32[q]; regHi[d] = 0; }
+    } else {
+      const dv = p.dv;
+      for (let i = 0; i < k; i++, o += W) {
+        const vl = dv.getInt32(o, true);
+        if (W === 8) vh = dv.getInt32(o + 4, true);
+        const d = args[i];
+        regLo[d] = vl; regHi[d] = vh;
+      }
     }
     c.th = vh;
     if (W === 8) mem.rhi = vh;
@@ -276,30 +284,27 @@ export function stackRun(c: Cpu, ins: Insn, page: Page | null, lo: number, hi: n
     // record's one builtin copy, though it saves two journal entries.)
     const j = mem.journal;
     if (j !== null) { const wl = (base - W * k) | 0; j.recordAt(p, wl, aHi, wl & 4095, W * k); }
-    for (let i = 0; i < k; i++) {
-      const sp = base - W * i; // (the address; no wrap: checked above)
+    // (the register files and the store's word index in locals, stepped per member: the run
+    // lies in one page, so member i stores at word q0 - i·W/4 when SP is word-aligned)
+    const regLo = c.lo, regHi = c.hi, aligned = (base & 3) === 0, dq = W >> 2;
+    for (let i = 0, q = ((base - W) & 4095) >> 2; i < k; i++, q -= dq) {
       let vl: number, vh = 0;
-      switch (kinds[i]) {
-        case K_REG: {
-          const g = args[i];
-          if (g === 4) { vl = (spLo - W * i) | 0; vh = spHi; } // PUSH rSP: its value before the decrement
-          else { vl = c.lo[g]; vh = c.hi[g]; }
-          break;
-        }
-        case K_IMM: vl = r.vlo[i]; vh = r.vhi[i]; c.th = vh; break;
-        case K_SEG: vl = c.segSel[args[i]]; break;
-        default: {
-          // K_MEM: the operand's read through SS at SP + disp (operands.ts memOperand)
-          const a = sp + args[i], o = a & 4095;
-          if ((o & 3) === 0) { vl = i32[o >> 2]; if (W === 8) vh = i32[(o >> 2) + 1]; }
-          else { vl = dv.getInt32(o, true); if (W === 8) vh = dv.getInt32(o + 4, true); }
-          c.aLo = a | 0; c.aHi = aHi; c.eaHi = aHi;
-          if (W === 8) { c.th = vh; mem.rhi = vh; }
-        }
-      }
-      const o = (sp - W) & 4095;
-      if ((o & 3) === 0) { i32[o >> 2] = vl; if (W === 8) i32[(o >> 2) + 1] = vh; }
-      else { dv.setInt32(o, vl, true); if (W === 8) dv.setInt32(o + 4, vh, true); }
+      const kind = kinds[i];
+      if (kind === K_REG) {
+        const g = args[i];
+        if (g === 4) { vl = (spLo - W * i) | 0; vh = spHi; } // PUSH rSP: its value before the decrement
+        else { vl = regLo[g]; vh = regHi[g]; }
+      } else if (kind === K_MEM) {
+        // the operand's read through SS at SP + disp (operands.ts memOperand)
+        const a = base - W * i + args[i], o = a & 4095; // (the address; no wrap: checked above)
+        if ((o & 3) === 0) { vl = i32[o >> 2]; if (W === 8) vh = i32[(o >> 2) + 1]; }
+        else { vl = dv.getInt32(o, true); if (W === 8) vh = dv.getInt32(o + 4, true); }
+        c.aLo = a | 0; c.aHi = aHi; c.eaHi = aHi;
+        if (W === 8) { c.th = vh; mem.rhi = vh; }
+      } else if (kind === K_IMM) { vl = r.vlo[i]; vh = r.vhi[i]; c.th = vh; }
+      else vl = c.segSel[args[i]]; // K_SEG
+      if (aligned) { i32[q] = vl; if (W === 8) i32[q + 1] = vh; }
+      else { const o = (base - W * (i + 1)) & 4095; dv.setInt32(o, vl, true); if (W === 8) dv.setInt32(o + 4, vh, true); }
     }
     c.lo[4] = (spLo - W * k) | 0; // (64-bit: no borrow from the high half, checked above)
   }
