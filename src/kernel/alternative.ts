@@ -32,11 +32,15 @@ export interface PokeFeatures {
  * emulate the new instruction by opcode; drop the reference.
  */
 export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures): boolean {
-  if (userMode(regs)) return false;
+  // (its fields are read before any is written: one page look-up for them, see PtRegs.beginReads)
+  regs.beginReads("cs");
   const desc = k.bpDesc;
-  if (desc.refs === 0) return false;           // try_get_desc: atomic_inc_not_zero
-  desc.refs++;
+  let held = 0; // (a number, not a boolean: cheaper to test in V8)
   try {
+    if (userMode(regs)) return false;
+    if (desc.refs === 0) return false;           // try_get_desc: atomic_inc_not_zero
+    desc.refs++;
+    held = 1;
     // ip = regs->ip - INT3_INSN_SIZE, as int32 halves (regs->ip = 0 gives no match, as -1 would)
     const ipLo = regs.ipLo(), ipHi = regs.rhi;
     const s = (ipLo >>> 0) - INT3_INSN_SIZE;
@@ -51,7 +55,8 @@ export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures)
     if (tp === undefined) return false;
     return pokeEmulateLoc(k, regs, tp, f);
   } finally {
-    desc.refs--;                                 // put_desc
+    if (held === 1) desc.refs--;                 // put_desc
+    regs.endReads();
   }
 }
 
@@ -86,8 +91,13 @@ let destLo = 0, destHi = 0;
  * and setHalves ignores it).
  */
 function destOf(tp: TextPokeLoc): void {
-  SLOT64[0] = tp.disp; // (a field read straight into the store: no BigInt phi, see ops-flow.ts nearTarget)
-  const dLo = SLOT32[0], dHi = SLOT32[1];
+  let dLo: number, dHi: number;
+  const hl = tp.dispLo, hh = tp.dispHi;
+  if (hl !== undefined && hh !== undefined) { dLo = hl; dHi = hh; }
+  else {
+    SLOT64[0] = tp.disp; // (a field read straight into the store: no BigInt phi, see ops-flow.ts nearTarget)
+    dLo = SLOT32[0]; dHi = SLOT32[1];
+  }
   const lo = ((tp.addrLo as number) >>> 0) + tp.len + (dLo >>> 0);
   destLo = lo | 0;
   destHi = ((tp.addrHi as number) + dHi + Math.floor(lo / 4294967296)) | 0;

@@ -26,6 +26,12 @@ export interface TextPokeLoc {
   /** `addr` as int32 halves (hi 0 on 32-bit), when its creator gives them: the trap path then compares without BigInt. */
   readonly addrLo?: number;
   readonly addrHi?: number;
+  /**
+   * `disp` as int32 halves (its two's complement modulo 2^64: dispHi is the sign on 32-bit),
+   * when its creator gives them beside addrLo/addrHi: the trap path then adds without BigInt.
+   */
+  readonly dispLo?: number;
+  readonly dispHi?: number;
 }
 
 /**

