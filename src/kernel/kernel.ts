@@ -111,7 +111,11 @@ export class Kernel {
     // the first argument as int32 halves: no BigInt on the trap path; the view of the last
     // call again when it is at the same address (a view holds nothing but its address: every
     // trap through one stack passes the same pt_regs, and a view need not be allocated each time)
-    const lo = call.argLo(0), hi = call.argHi(0), last = this.lastRegs;
+    const c = call.cpu, r = call.reg0;
+    let lo: number, hi: number;
+    if (r >= 0) { lo = c.lo[r]; hi = c.bits === 64 ? c.hi[r] : 0; } // (argLo/argHi(0) without the convention's look-ups)
+    else { lo = call.argLo(0); hi = 0; }
+    const last = this.lastRegs;
     if (last !== null && last.isAt(lo, hi)) return last;
     return (this.lastRegs = new PtRegs(this.m, lo, hi));
   }
