@@ -32,15 +32,23 @@ export interface PokeFeatures {
  * emulate the new instruction by opcode; drop the reference.
  */
 export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures): boolean {
-  // (its fields are read before any is written: one page look-up for them, see PtRegs.beginReads)
-  regs.beginReads("cs");
+  // Its fields are read before any is written: one page look-up for them (PtRegs.beginReads).
+  // No try/finally needed: nothing in there throws while the window is open (a fault comes
+  // from a write, and a write closes it); regsArg closes it too. (The body is its own function:
+  // inlined here, it left V8 no budget for inlining pushHalves and destOf, measured.)
+  regs.beginReadsCs();
+  const r = pokeInt3HandlerEmulateReads(k, regs, f);
+  regs.endReads();
+  return r;
+}
+
+/** pokeInt3HandlerEmulate within its reads (see there). */
+function pokeInt3HandlerEmulateReads(k: Kernel, regs: PtRegs, f: PokeFeatures): boolean {
+  if (userMode(regs)) return false;
   const desc = k.bpDesc;
-  let held = 0; // (a number, not a boolean: cheaper to test in V8)
+  if (desc.refs === 0) return false;           // try_get_desc: atomic_inc_not_zero
+  desc.refs++;
   try {
-    if (userMode(regs)) return false;
-    if (desc.refs === 0) return false;           // try_get_desc: atomic_inc_not_zero
-    desc.refs++;
-    held = 1;
     // ip = regs->ip - INT3_INSN_SIZE, as int32 halves (regs->ip = 0 gives no match, as -1 would)
     const ipLo = regs.ipLo(), ipHi = regs.rhi;
     const s = (ipLo >>> 0) - INT3_INSN_SIZE;
@@ -55,8 +63,7 @@ export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures)
     if (tp === undefined) return false;
     return pokeEmulateLoc(k, regs, tp, f);
   } finally {
-    if (held === 1) desc.refs--;                 // put_desc
-    regs.endReads();
+    desc.refs--;                                 // put_desc
   }
 }
 

@@ -116,7 +116,7 @@ export class Kernel {
     if (r >= 0) { lo = c.lo[r]; hi = c.bits === 64 ? c.hi[r] : 0; } // (argLo/argHi(0) without the convention's look-ups)
     else { lo = call.argLo(0); hi = 0; }
     const last = this.lastRegs;
-    if (last !== null && last.isAt(lo, hi)) return last;
+    if (last !== null && last.isAt(lo, hi)) { last.endReads(); return last; } // (a view handed out anew has no read window open)
     return (this.lastRegs = new PtRegs(this.m, lo, hi));
   }
 

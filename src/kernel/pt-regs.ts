@@ -135,10 +135,21 @@ export class PtRegs {
    * 4 times (cs, ip twice, sp): ≈ 160 host instructions a read through Memory, measured.
    */
   beginReads(first: PtRegsField): void {
+    this.openAt(this.offsetOf(first));
+  }
+
+  /** beginReads("cs"): user_mode(regs) first, as every int3 handler (small, to be inlined there). */
+  beginReadsCs(): void {
+    this.openAt(this.csOff);
+  }
+
+  /** beginReads with the first field read at byte offset `first`. */
+  private openAt(first: number): void {
     const mem = this.mem, lo = this.lo;
     const o = lo & 4095;
+    this.w = null;
     if (mem.readWatch !== null || (o & 3) !== 0 || o > 4096 - (this.size === 8 ? SIZEOF_PT_REGS_64 : SIZEOF_PT_REGS_32)) return;
-    const at = (lo >>> 0) + this.offsetOf(first); // (in the struct's page: no carry into hi)
+    const at = (lo >>> 0) + first; // (in the struct's page: no carry into hi)
     this.w = mem.readPage(at | 0, this.hi, false, false).i32;
     this.wq = o >> 2;
   }
