@@ -26,6 +26,12 @@ export interface TextPokeLoc {
   /** `addr` as int32 halves (hi 0 on 32-bit), when its creator gives them: the trap path then compares without BigInt. */
   readonly addrLo?: number;
   readonly addrHi?: number;
+  /**
+   * `disp` as int32 halves (its two's complement modulo 2^64: dispHi is the sign on 32-bit),
+   * when its creator gives them beside addrLo/addrHi: the trap path then adds without BigInt.
+   */
+  readonly dispLo?: number;
+  readonly dispHi?: number;
 }
 
 /**
@@ -105,8 +111,12 @@ export class Kernel {
     // the first argument as int32 halves: no BigInt on the trap path; the view of the last
     // call again when it is at the same address (a view holds nothing but its address: every
     // trap through one stack passes the same pt_regs, and a view need not be allocated each time)
-    const lo = call.argLo(0), hi = call.argHi(0), last = this.lastRegs;
-    if (last !== null && last.isAt(lo, hi)) return last;
+    const c = call.cpu, r = call.reg0;
+    let lo: number, hi: number;
+    if (r >= 0) { lo = c.lo[r]; hi = c.bits === 64 ? c.hi[r] : 0; } // (argLo/argHi(0) without the convention's look-ups)
+    else { lo = call.argLo(0); hi = 0; }
+    const last = this.lastRegs;
+    if (last !== null && last.isAt(lo, hi)) { last.endReads(); return last; } // (a view handed out anew has no read window open)
     return (this.lastRegs = new PtRegs(this.m, lo, hi));
   }
 

@@ -43,6 +43,12 @@ export class PtRegs {
   private readonly mem: Memory;
   /** High half of the field last read with lo32. */
   rhi = 0;
+  /**
+   * While a handler reads fields before it writes any (beginReads … endReads): the page
+   * holding the whole struct as int32 words, and the struct's first word there; null otherwise.
+   */
+  private w: Int32Array | null = null;
+  private wq = 0;
 
   /** The view at `addr`, or, given `hi`, at the int32 halves (addr, hi) (hi ignored on 32-bit). */
   constructor(readonly m: Machine, addr: bigint | number, hi = 0) {
@@ -118,8 +124,48 @@ export class PtRegs {
   /** setHalves("sp", lo, hi). */
   setSp(lo: number, hi: number): void { this.writeAt(this.spOff, lo, hi); }
 
+  /**
+   * Starts a handler's reads (its fields read before it writes any: user_mode, regs->ip,
+   * regs->sp): resolves the page holding the whole struct once, when reading it word by word
+   * is exactly what mem.read64/read32 per field would do — no read watch (it would see each
+   * read), the struct word-aligned within one page (so no later field read can fault once
+   * this look-up did not). The look-up is made at field `first`, the one the handler reads
+   * first: its fault, if any, is that read's. Until endReads or the first write through this
+   * view (a write may copy the page), field reads are word loads. Every trap reads pt_regs
+   * 4 times (cs, ip twice, sp): ≈ 160 host instructions a read through Memory, measured.
+   */
+  beginReads(first: PtRegsField): void {
+    this.openAt(this.offsetOf(first));
+  }
+
+  /** beginReads("cs"): user_mode(regs) first, as every int3 handler (small, to be inlined there). */
+  beginReadsCs(): void {
+    this.openAt(this.csOff);
+  }
+
+  /** beginReads with the first field read at byte offset `first`. */
+  private openAt(first: number): void {
+    const mem = this.mem, lo = this.lo;
+    const o = lo & 4095;
+    this.w = null;
+    if (mem.readWatch !== null || (o & 3) !== 0 || o > 4096 - (this.size === 8 ? SIZEOF_PT_REGS_64 : SIZEOF_PT_REGS_32)) return;
+    const at = (lo >>> 0) + first; // (in the struct's page: no carry into hi)
+    this.w = mem.readPage(at | 0, this.hi, false, false).i32;
+    this.wq = o >> 2;
+  }
+
+  /** Ends the reads beginReads started (field reads go through Memory again). */
+  endReads(): void { this.w = null; }
+
   /** The word at byte offset `off` of the struct: its low half, the high half in `rhi` (0 on 32-bit). */
   private readAt(off: number): number {
+    const w = this.w;
+    if (w !== null) {
+      const q = this.wq + (off >> 2);
+      if (this.size === 4) { this.rhi = 0; return w[q]; }
+      this.rhi = w[q + 1];
+      return w[q];
+    }
     const s = (this.lo >>> 0) + off;
     const mem = this.mem;
     if (this.size === 4) { this.rhi = 0; return mem.read32(s | 0, 0); }
@@ -130,6 +176,7 @@ export class PtRegs {
 
   /** Writes the word at byte offset `off` from int32 halves (hi ignored on 32-bit). */
   private writeAt(off: number, lo: number, hi: number): void {
+    this.w = null;
     const s = (this.lo >>> 0) + off;
     const mem = this.mem;
     if (this.size === 4) mem.write32(s | 0, 0, lo);

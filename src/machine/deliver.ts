@@ -2,6 +2,7 @@ import type { Cpu } from "./cpu.js";
 import { lookupDescriptorMemo } from "./descriptor-memo.js";
 import { CpuFault, type EventKind, hasErrorCode, idtError, selectorError, Vec } from "./events.js";
 import { F } from "./flags.js";
+import { sameCs } from "./same-cs.js";
 import { loadChecked, lookupDescriptor, SEG } from "./segments.js";
 import type { Gate } from "./tables.js";
 import { hiOf, loOf } from "./u64.js";
@@ -64,7 +65,7 @@ export function deliver(c: Cpu, vector: number, kind: EventKind, errorCode: numb
     throw e;
   }
   const csBase = c.bits === 64 ? 0 : loadChecked(c, SEG.CS, (g.selector & ~3) | newCpl);
-  if (c.bits === 64) c.setCs((g.selector & ~3) | newCpl);
+  if (c.bits === 64) { const sel = (g.selector & ~3) | newCpl; if (!sameCs(c, sel)) c.setCs(sel); }
   handlerOf(c, g);
   let f = c.flags & ~(F.TF | F.NT | F.RF | F.VM);
   if (g.type === "interrupt") f &= ~F.IF;

@@ -21,8 +21,11 @@ export class HostCall {
   noReturn = false;
   /** The argument registers of `conv` (empty for cdecl), looked up once. */
   private readonly regs: readonly number[];
+  /** The register holding argument 0, or -1 (cdecl: on the stack); for the argument every trap handler reads (its pt_regs). */
+  readonly reg0: number;
   constructor(readonly cpu: Cpu, readonly conv: CallingConvention, readonly name: string) {
     this.regs = conv === "cdecl" ? [] : ARG_REGS[conv];
+    this.reg0 = conv === "cdecl" ? -1 : this.regs[0];
   }
   get mem(): Memory { return this.cpu.mem; }
 

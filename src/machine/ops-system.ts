@@ -3,7 +3,7 @@ import type { Cpu } from "./cpu.js";
 import { CpuFault, Vec } from "./events.js";
 import { F } from "./flags.js";
 import type { Exec } from "./insn.js";
-import { iret, mergeFlags } from "./iret.js";
+import { iret, iretq, mergeFlags } from "./iret.js";
 
 /** Fixed CPUID answers: vendor "int3bed x86 ", family 6; no optional features claimed. */
 const CPUID: Record<number, [number, number, number, number]> = {
@@ -59,7 +59,7 @@ export function compileSystem(ins: Instruction, bits: number): Exec | undefined 
     }
     case Mnemonic.Iret: return (c) => iret(c, 2);
     case Mnemonic.Iretd: return (c) => iret(c, 4);
-    case Mnemonic.Iretq: return (c) => iret(c, 8);
+    case Mnemonic.Iretq: return iretq;
     case Mnemonic.Erets: case Mnemonic.Eretu: {
       const user = m === Mnemonic.Eretu;
       return (c) => {
