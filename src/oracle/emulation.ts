@@ -276,7 +276,7 @@ function put(out: Uint8Array, a: number, b: number, c: number, d: number, e: num
 const TWO32 = 4294967296;
 const TWO32N = 1n << 32n, TWO64 = 1n << 64n;
 /** One 64-bit slot seen as int32 halves (little-endian, as x86 and every Node platform here). */
-const SLOT = new ArrayBuffer(8), SLOT64 = new BigUint64Array(SLOT), SLOT32 = new Int32Array(SLOT), SLOT64S = new BigInt64Array(SLOT);
+const SLOT = new ArrayBuffer(8), SLOT64 = new BigUint64Array(SLOT), SLOT32 = new Int32Array(SLOT);
 // (per-mode constants as plain bindings chosen by a condition: a keyed load by 64/32 on an
 // object goes through an IC call in layCase, ≈ 250 host instructions each)
 const COOKIE_PAGE_64 = Number(COOKIE[64] >> 12n), COOKIE_PAGE_32 = Number(COOKIE[32] >> 12n);
@@ -333,9 +333,11 @@ export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
     if (exact) {
       SLOT64[0] = c.site; // (no BigInt phi into the store: Node 20's TurboFan, see ops-flow.ts nearTarget)
       const aLo = SLOT32[0], aHi = m.bits === 64 ? SLOT32[1] : 0;
-      loc.disp = noDisp ? 0n : dispOf(m.bits, lc, aLo, aHi); loc.addrLo = aLo; loc.addrHi = aHi;
+      if (noDisp) loc.setDispHalves(0, 0);
+      else { dispOf(m.bits, lc, aLo, aHi); loc.setDispHalves(DISP_LO, DISP_HI); }
+      loc.addrLo = aLo; loc.addrHi = aHi;
     } else {
-      loc.disp = noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len)));
+      loc.setDisp(noDisp ? 0n : BigInt.asIntN(m.bits, lc.target - (c.site + BigInt(lc.len))));
       loc.addrLo = undefined; loc.addrHi = undefined;
     }
     if (desc.vec.length !== 1 || desc.vec[0] !== loc) desc.vec = [loc]; // (something changed the batch)
@@ -344,21 +346,24 @@ export function armSite(b: Bench, c: EmuCase, lc: CaseLayout): void {
   }
 }
 
+/** dispOf's result: the displacement's int32 halves. */
+let DISP_LO = 0, DISP_HI = 0;
+
 /**
- * BigInt.asIntN(bits, target - (site + len)) from int32 halves: the value modulo 2^bits
- * depends only on the operands modulo 2^bits (the target's halves from the layout when it
- * has them, else from a 64-bit store, which is modulo 2^64).
+ * BigInt.asIntN(bits, target - (site + len)) as int32 halves in DISP_LO/DISP_HI (hi the sign
+ * on 32-bit): the value modulo 2^bits depends only on the operands modulo 2^bits (the
+ * target's halves from the layout when it has them, else from a 64-bit store, which is
+ * modulo 2^64).
  */
-function dispOf(bits: 32 | 64, lc: CaseLayout, sLo: number, sHi: number): bigint {
+function dispOf(bits: 32 | 64, lc: CaseLayout, sLo: number, sHi: number): void {
   let tLo: number, tHi: number;
   if (lc instanceof Layout) { tLo = lc.targetLo; tHi = lc.targetHi; }
   else { SLOT64[0] = lc.target; tLo = SLOT32[0]; tHi = SLOT32[1]; }
-  if (bits === 32) return BigInt((tLo - sLo - lc.len) | 0);
-  // (t - s - len) mod 2^64 on halves, then read back signed
+  if (bits === 32) { DISP_LO = (tLo - sLo - lc.len) | 0; DISP_HI = DISP_LO >> 31; return; }
+  // (t - s - len) mod 2^64 on halves
   const l = (tLo >>> 0) - (sLo >>> 0) - lc.len;
-  SLOT32[0] = l | 0;
-  SLOT32[1] = (tHi - sHi + Math.floor(l / TWO32)) | 0;
-  return SLOT64S[0];
+  DISP_LO = l | 0;
+  DISP_HI = (tHi - sHi + Math.floor(l / TWO32)) | 0;
 }
 
 const INT3 = [0xcc];

@@ -81,10 +81,27 @@ function viewsOf(c: Cpu): CpuViews | null {
   return lo !== null && hi !== null ? { lo, hi } : null;
 }
 
-/** A TextPokeLoc armSite refills per case. */
+/**
+ * A TextPokeLoc armSite refills per case. The displacement is kept as int32 halves when
+ * armSite has them (poke_int3_handler's model reads those), and `disp` is made from them
+ * only when something reads it (the Jcc path, reports): no BigInt per case.
+ */
 export class ArmedLoc implements TextPokeLoc {
-  addr = 0n; len = 0; opcode = 0; disp = 0n;
+  addr = 0n; len = 0; opcode = 0;
   addrLo: number | undefined = 0; addrHi: number | undefined = 0;
+  dispLo: number | undefined = 0; dispHi: number | undefined = 0;
+  private big = 0n;
+
+  get disp(): bigint {
+    const lo = this.dispLo, hi = this.dispHi;
+    return lo !== undefined && hi !== undefined ? (BigInt(hi) << 32n) + BigInt(lo >>> 0) : this.big;
+  }
+
+  /** The displacement as a BigInt (the halves then say nothing). */
+  setDisp(d: bigint): void { this.big = d; this.dispLo = undefined; this.dispHi = undefined; }
+
+  /** The displacement as int32 halves: its value modulo 2^64, hi the sign on 32-bit. */
+  setDispHalves(lo: number, hi: number): void { this.dispLo = lo; this.dispHi = hi; }
 }
 
 /** Which of the engine's recorded states a snapshot is built from. */
