@@ -18,7 +18,17 @@ const fill = fc.record({
   at: fc.nat(SIZE - 1),
   len: fc.oneof(fc.integer({ min: 1, max: 300 }), fc.integer({ min: 256, max: 2 * 4096 + 100 })),
   own: fc.oneof(fc.uint8Array({ minLength: 1, maxLength: 40 }), fc.uint8Array({ minLength: 100, maxLength: 300 })),
+  // or a view of the filled machine's own memory as the pattern (at, length): read before the fill overwrites it
+  view: fc.option(fc.tuple(fc.nat(SIZE - 1), fc.integer({ min: 1, max: 300 })), { freq: 3 }),
 });
+
+/** A view of `m`'s page bytes at BASE + at (within its page), `n` bytes at most. */
+function pageView(m: Machine, at: number, n: number): Uint8Array {
+  const p = m.mem.pageAt(Number((BASE + BigInt(at)) >> 12n));
+  if (p === undefined) throw new Error("unmapped");
+  const o = at & 4095;
+  return p.data.subarray(o, Math.min(4096, o + n));
+}
 
 /** SIZE bytes from a seed (a small counterexample to shrink, unlike a drawn 12 KiB array). */
 function bytesOf(seed: number): Uint8Array {
@@ -47,8 +57,9 @@ describe("Memory.fillAt ≡ writing the pattern byte by byte", () => {
       for (const f of fills) {
         const len = Math.min(f.len, SIZE - f.at);
         const [l, h] = halves(BASE + BigInt(f.at));
-        fast.mem.fillAt(l, h, len, f.own);
-        const was = f.own;
+        const pat = f.view === null ? f.own : pageView(fast, f.view[0], f.view[1]);
+        const was = pat.slice();
+        fast.mem.fillAt(l, h, len, pat);
         for (let t = 0; t < len; t++) {
           const [tl, th] = halves(BASE + BigInt(f.at + t));
           slow.mem.write8(tl, th, was[t % was.length]);

@@ -99,6 +99,11 @@ export class Cpu {
   /** Instructions executed since creation. */
   icount = 0;
   /**
+   * setReg calls so far: a check result whose snapshots are built from the live CPU later
+   * (oracle/engine.ts holds) sees that a register was set through the API since its case.
+   */
+  regSets = 0;
+  /**
    * Serializing instructions and events executed (IRET, CPUID; sync_core models add theirs),
    * for cross-modifying-code fetch models. Event delivery is not serializing (SDM Vol. 3A
    * §9.3 lists instructions only); the IRET that ends a handler is.
@@ -184,6 +189,7 @@ export class Cpu {
   // ---- 64-bit views for API users -------------------------------------------------------
   reg(i: number): bigint { return this.bits === 64 ? toBig(this.lo[i], this.hi[i]) : BigInt(this.lo[i] >>> 0); }
   setReg(i: number, v: bigint): void {
+    this.regSets++;
     this.lo[i] = Number(BigInt.asIntN(32, v));
     this.hi[i] = this.bits === 64 ? Number(BigInt.asIntN(32, v >> 32n)) : 0;
   }

@@ -532,6 +532,9 @@ export class Memory {
     if (plen === 0) throw new UsageError("fill: empty pattern");
     let k = 0;
     this.loadCopied = false;
+    // (a pattern that is a view of memory this fill writes is copied before the first write
+    // to that buffer: its bytes are the ones before the fill)
+    let src = pattern;
     while (k < len) {
       const a = (lo >>> 0) + k;
       const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
@@ -543,21 +546,22 @@ export class Memory {
         if (oldZero) this.journal.recordZero(p, key, off, n);
         else this.journal.record(p, key, off, n);
       }
+      const d = p.data;
+      if (src === pattern && src.buffer === d.buffer) src = pattern.slice();
       // one period (from the pattern's phase at k), then doubling copies of whole periods.
       // (Measured: a copyWithin call is ≈ 250 host instructions; building more of the fill in
       // JS first — a period made a multiple of 4 bytes, then word copies to 128 bytes, 2–3
       // calls instead of ≈ 7 — was no faster and cost ≈ 400 instructions more a check.)
-      const d = p.data;
       let w = Math.min(plen, n), ph = k % plen;
-      if (n >= FILL_NATIVE_MIN && pattern.buffer !== d.buffer) {
+      if (n >= FILL_NATIVE_MIN) {
         // the bytes before the pattern's next period start, then Node's Buffer fill from there
         // (one native call that repeats the pattern by doubling copies itself: ≈ 1.1 k host
         // instructions for a 1,280-byte window against ≈ 2.6 k for the copyWithin calls below)
         const head = ph === 0 ? 0 : plen - ph;
-        for (let i = 0; i < head; i++) d[off + i] = pattern[ph + i];
-        BUFFER_FILL.call(d, pattern, off + head, off + n);
+        for (let i = 0; i < head; i++) d[off + i] = src[ph + i];
+        BUFFER_FILL.call(d, src, off + head, off + n);
         w = n;
-      } else for (let i = 0; i < w; i++) { d[off + i] = pattern[ph]; if (++ph === plen) ph = 0; }
+      } else for (let i = 0; i < w; i++) { d[off + i] = src[ph]; if (++ph === plen) ph = 0; }
       while (w < n) {
         const c = Math.min(w, n - w);
         d.copyWithin(off + w, off, off + c);

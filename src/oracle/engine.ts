@@ -335,9 +335,10 @@ export class Engine {
   /**
    * Whether the machine still holds the case numbered `seq`, untouched since its emulated
    * run: no write since (the journal's entries), and while its CPUs are not copied out
-   * (emulatedDone) none ran (their instruction counts, RIP, RFLAGS, halted, segment
-   * generation) or was loaded (memory's generation: loadCpu refetches). Only a GPR written
-   * directly, and nothing else, goes unseen.
+   * (emulatedDone) none ran or had a register set through setReg (their instruction and
+   * setReg counts, RIP, RFLAGS, halted, segment generation) or was loaded (memory's
+   * generation: loadCpu refetches). Only a store straight into a register file (`cpu.lo`/
+   * `cpu.hi`, the machine's own storage), and nothing else, goes unseen.
    */
   holds(seq: number): boolean {
     if (seq !== this.seq) return false;
@@ -419,9 +420,10 @@ export function startLaidCase(b: Bench, c: EmuCase): Engine {
 }
 
 /** The CPUs' instruction counts, summed (each only grows while they run). */
+/** What a CPU did since: instructions run and registers set through the API (both only grow). */
 function icounts(cpus: readonly Cpu[]): number {
   let n = 0;
-  for (let i = 0; i < cpus.length; i++) n += cpus[i].icount;
+  for (let i = 0; i < cpus.length; i++) n += cpus[i].icount + cpus[i].regSets;
   return n;
 }
 
