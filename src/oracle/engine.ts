@@ -446,14 +446,7 @@ export function sameRegsLive(a: CpuState, c: Cpu): boolean {
   if (wide && a.ripHi !== c.ripHi) return false;
   // (a saved state has the CPU's generation when it has its segment state: see CpuBuffer.save)
   if ((a.segGen === undefined || a.segGen !== c.segGen) && !sameSegments(c, a.seg)) return false;
-  const x = a.lo, y = c.lo;
-  const dl = (x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5]) | (x[6] ^ y[6]) | (x[7] ^ y[7]);
-  if (!wide) return dl === 0;
-  const u = a.hi, v = c.hi;
-  const dh = (x[8] ^ y[8]) | (x[9] ^ y[9]) | (x[10] ^ y[10]) | (x[11] ^ y[11]) | (x[12] ^ y[12]) | (x[13] ^ y[13]) | (x[14] ^ y[14]) | (x[15] ^ y[15]) |
-    (u[0] ^ v[0]) | (u[1] ^ v[1]) | (u[2] ^ v[2]) | (u[3] ^ v[3]) | (u[4] ^ v[4]) | (u[5] ^ v[5]) | (u[6] ^ v[6]) | (u[7] ^ v[7]) |
-    (u[8] ^ v[8]) | (u[9] ^ v[9]) | (u[10] ^ v[10]) | (u[11] ^ v[11]) | (u[12] ^ v[12]) | (u[13] ^ v[13]) | (u[14] ^ v[14]) | (u[15] ^ v[15]);
-  return (dl | dh) === 0;
+  return sameGprs(a.lo, a.hi, c.lo, c.hi, wide);
 }
 
 /** What diffCpu compares: the GPRs (64-bit: both halves), RIP, RFLAGS, the segment state (selectors, hidden parts, GDTR/LDTR). */
@@ -462,11 +455,17 @@ export function sameRegs(a: CpuState, b: CpuState): boolean {
   const wide = a.bits === 64;
   if (wide && a.ripHi !== b.ripHi) return false;
   if (a.segGen === undefined || a.segGen !== b.segGen) for (let i = 0; i < SEG_STATE_LEN; i++) if (a.seg[i] !== b.seg[i]) return false;
-  // unrolled (see copyRegs): the engine's buffers hold 16 of each
-  const x = a.lo, y = b.lo;
+  return sameGprs(a.lo, a.hi, b.lo, b.hi, wide);
+}
+
+/**
+ * Whether two register files hold the same GPRs: eight low halves on 32-bit, all sixteen
+ * of both halves on 64-bit (unrolled, see copyRegs: the engine's buffers and a CPU's files
+ * hold 16 of each).
+ */
+function sameGprs(x: Int32Array, u: Int32Array, y: Int32Array, v: Int32Array, wide: boolean): boolean {
   const dl = (x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]) | (x[4] ^ y[4]) | (x[5] ^ y[5]) | (x[6] ^ y[6]) | (x[7] ^ y[7]);
   if (!wide) return dl === 0;
-  const u = a.hi, v = b.hi;
   const dh = (x[8] ^ y[8]) | (x[9] ^ y[9]) | (x[10] ^ y[10]) | (x[11] ^ y[11]) | (x[12] ^ y[12]) | (x[13] ^ y[13]) | (x[14] ^ y[14]) | (x[15] ^ y[15]) |
     (u[0] ^ v[0]) | (u[1] ^ v[1]) | (u[2] ^ v[2]) | (u[3] ^ v[3]) | (u[4] ^ v[4]) | (u[5] ^ v[5]) | (u[6] ^ v[6]) | (u[7] ^ v[7]) |
     (u[8] ^ v[8]) | (u[9] ^ v[9]) | (u[10] ^ v[10]) | (u[11] ^ v[11]) | (u[12] ^ v[12]) | (u[13] ^ v[13]) | (u[14] ^ v[14]) | (u[15] ^ v[15]);
