@@ -125,6 +125,17 @@ describe("a register set through the API after a check", () => {
         sameSnapshots(ra, rb);
       }), { numRuns: 10 });
     }, 60_000);
+
+    test(`${name}: a write after the check into bytes its emulated run wrote is seen (the case runs again)`, () => {
+      fc.assert(fc.property(emuCase(prepare(variantByName(name)).k.L, ["call"]), fc.integer({ min: 1, max: 4 }), (c, words) => {
+        const [ga, gb] = [prepare(variantByName(name)), prepare(variantByName(name))];
+        const [ra, rb] = [runEmuCase(ga, c), runEmuCase(gb, c)];
+        // below the final SP: the exception frame and pt_regs the emulated run pushed
+        const m = ga.k.m, w = m.bits === 64 ? 8n : 4n;
+        m.mem.writeBytes(m.cpu.sp - w * BigInt(words), new Uint8Array(Number(w)).fill(0xa5));
+        sameSnapshots(ra, rb);
+      }), { numRuns: 10 });
+    }, 60_000);
   }
 });
 

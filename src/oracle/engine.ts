@@ -269,7 +269,9 @@ export class Engine {
    * while the machine still holds them (holds; ≈ 1,200 host instructions a check).
    */
   emulatedDone(): void {
-    this.emuEnd = this.j.n;
+    // (a mark: a later write into bytes the run wrote then takes an entry of its own — the
+    // journal's cover skips writes inside bytes written since the last mark — and holds sees it)
+    this.emuEnd = this.j.mark();
     if (this.eager) { this.saveCpus("emulated"); this.emuSaved = true; return; }
     this.emuSaved = false;
     this.emuGen = this.m.mem.gen;
@@ -419,8 +421,7 @@ export function startLaidCase(b: Bench, c: EmuCase): Engine {
   return e;
 }
 
-/** The CPUs' instruction counts, summed (each only grows while they run). */
-/** What a CPU did since: instructions run and registers set through the API (both only grow). */
+/** What the CPUs did since: instructions run and registers set through the API (both only grow). */
 function icounts(cpus: readonly Cpu[]): number {
   let n = 0;
   for (let i = 0; i < cpus.length; i++) n += cpus[i].icount + cpus[i].regSets;
