@@ -535,6 +535,7 @@ export class Memory {
     // (a pattern that is a view of memory this fill writes is copied before the first write
     // to that buffer: its bytes are the ones before the fill)
     let src = pattern;
+    const buf = pattern.buffer;
     while (k < len) {
       const a = (lo >>> 0) + k;
       const l = a | 0, h = (hi + (a >= TWO32 ? 1 : 0)) | 0;
@@ -547,7 +548,7 @@ export class Memory {
         else this.journal.record(p, key, off, n);
       }
       const d = p.data;
-      if (src === pattern && src.buffer === d.buffer) src = pattern.slice();
+      if (src === pattern && buf === p.buffer) src = pattern.slice();
       // one period (from the pattern's phase at k), then doubling copies of whole periods.
       // (Measured: a copyWithin call is ≈ 250 host instructions; building more of the fill in
       // JS first — a period made a multiple of 4 bytes, then word copies to 128 bytes, 2–3
