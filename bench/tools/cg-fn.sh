@@ -1,7 +1,7 @@
 #!/bin/bash
 # Self host instructions per check per JS function: callgrind with --dump-instr=yes and V8 --perf-basic-prof
 # (JIT code addresses mapped to functions through /tmp/perf-PID.map); the difference of 2,000 and 6,000 checks.
-#   bash bench/tools/cg-fn.sh ROOT TAG [check64|check32] [upto]   -> /tmp/cgfn-TAG/diff.txt (V8 compiler/parser lines, which vary run to run, are left out of the print)
+#   bash bench/tools/cg-fn.sh ROOT TAG [check64|check32] [upto] [lines=70]   -> /tmp/cgfn-TAG/diff.txt (V8 compiler/parser lines, which vary run to run, are left out of the print)
 tools=$(cd "$(dirname "$0")" && pwd); root=$(cd "$1" && pwd); tag=$2; what=${3:-check64}; upto=${4:-full}; out=/tmp/cgfn-$tag; rm -rf $out; mkdir -p $out; cd $out
 for n in 2000 6000; do
   valgrind --tool=callgrind --dump-instr=yes --dump-line=no --callgrind-out-file=$out/cg-$n.out node --perf-basic-prof --no-compact-code-space --single-threaded --predictable --predictable-gc-schedule $root/bench/tools/cg-work.mjs $root $what $n $upto > $out/log-$n.txt 2>&1 &

@@ -33,8 +33,9 @@ export interface PokeFeatures {
  */
 export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures): boolean {
   // Its fields are read before any is written: one page look-up for them (PtRegs.beginReads).
-  // No try/finally needed: nothing in there throws while the window is open (a fault comes
-  // from a write, and a write closes it); regsArg closes it too. (The body as its own function
+  // No try/finally needed: nothing in there throws while the window is open (reads through it
+  // cannot fault, a fault comes from a write, and a write closes it; k.report records and does
+  // not throw); regsArg closes it too when it hands the view out again. (The body as its own function
   // and no try/finally here: 416 host instructions a trap for the body against 493 for one
   // function with try/finally, measured; V8 inlines neither pushHalves nor destOf into it now.)
   regs.beginReadsCs();
@@ -43,7 +44,7 @@ export function pokeInt3HandlerEmulate(k: Kernel, regs: PtRegs, f: PokeFeatures)
   return r;
 }
 
-/** pokeInt3HandlerEmulate within its reads (see there). */
+/** poke_int3_handler's body — arch/x86/kernel/alternative.c v5.6+: pokeInt3HandlerEmulate within its read window (see there). */
 function pokeInt3HandlerEmulateReads(k: Kernel, regs: PtRegs, f: PokeFeatures): boolean {
   if (userMode(regs)) return false;
   const desc = k.bpDesc;

@@ -162,7 +162,7 @@ export function iret(c: Cpu, size: number): void {
   }
   const targetHi = is64 ? (size === 8 ? ipHi : 0) : 0;
   if (is64 && !isCanonical(ipLo, targetHi)) throw new CpuFault(Vec.GP, 0, undefined, `IRETQ to non-canonical RIP ${toBig(ipLo, targetHi).toString(16)}`);
-  // commit
+  // commit (iretqFromPage writes IRETQ's out for its fast path: a change here goes there too)
   const oldCpl = c.cpl;
   c.flags = mergeFlags(c.flags, size === 2 ? fl & 0xffff : fl, oldCpl, size, true);
   if ((c.flags & F.RF) !== 0) { c.keepRf = true; c.pending = 1; }
@@ -222,7 +222,7 @@ function iretqFromPage(c: Cpu): boolean {
   }
   checkSs(c, ss, newCpl, true);
   if (!isCanonical(ipLo, ipHi)) throw new CpuFault(Vec.GP, 0, undefined, `IRETQ to non-canonical RIP ${toBig(ipLo, ipHi).toString(16)}`);
-  // commit
+  // commit (iret's, for size 8 in 64-bit mode: a change there comes here too)
   const f = mergeFlags(c.flags, fl, c.cs & 3, 8, true);
   c.flags = f;
   if ((f & F.RF) !== 0) { c.keepRf = true; c.pending = 1; }

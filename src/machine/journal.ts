@@ -53,7 +53,7 @@ export class Journal {
   get broken(): boolean { return this.isBroken; }
   set broken(v: boolean) {
     this.isBroken = v;
-    if (v) { this.tailPage = null; this.covPage = null; } // (record's inlined run extension checks only the tail)
+    if (v) { this.tailPage = null; this.covPage = null; } // (record's inlined run extension checks only the tail; nothing is covered once broken)
   }
   private isBroken = false;
   /** More entries than this break the journal (a long program run while attached). */

@@ -3,7 +3,7 @@ import type { Cpu } from "../machine/cpu.js";
 import { Journal } from "../machine/journal.js";
 import type { TextPokeLoc } from "../kernel/kernel.js";
 import type { Machine } from "../machine/machine.js";
-import { copy64, copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, loadCpuRest, loadSegments, type MachineSnapshot, type MemoryDiff, type RegisterDiff, sameSegments, saveSegments, SEG_STATE_LEN, shift64, shiftRegs, type StateDiff, wideView } from "../machine/state.js";
+import { copy64, copyRegs, type CpuState, diffCpu, diffMemory, loadCpu, loadCpuRest, type MachineSnapshot, type MemoryDiff, type RegisterDiff, sameSegments, saveSegments, SEG_STATE_LEN, shift64, shiftRegs, type StateDiff, wideView } from "../machine/state.js";
 import { type Bench, COOKIE, type EmuCase } from "./emulation.js";
 import { diffRuns, type KeyRanges, remaps, SegmentBuffer, segBytes } from "./segment.js";
 
@@ -19,12 +19,10 @@ class CpuBuffer implements CpuState {
   segGen = -1;
   ripLo = 0; ripHi = 0; flags = 0; cs = 0; ss = 0; cr2 = 0n; halted = false;
 
-  /** `v`: c's GPR halves as float64s (Engine.views), or null: copied as int32s. */
+  /** Saves c's state; `v`: c's GPR halves as float64s (Engine.views), or null: copied as int32s. */
   save(c: Cpu, v: CpuViews | null = null): void {
-    this.bits = c.bits;
-    if (v !== null) { copy64(this.lo64, v.lo); copy64(this.hi64, v.hi); } else { copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi); }
-    this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
-    if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; } // only when the segment state changed
+    this.saveScalars(c);
+    this.saveRest(c, v);
   }
 
   /** The part of save(c) but the GPRs and the segment state (saveRest does those); notes c's segment generation. */
@@ -34,9 +32,14 @@ class CpuBuffer implements CpuState {
     this.liveSegGen = c.segGen;
   }
 
-  /** The rest of save(c) after saveScalars(c). */
-  saveRest(c: Cpu): void {
-    copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi);
+  /** The rest of save(c) after saveScalars(c): the GPRs (as in save) and the segment state. */
+  saveRest(c: Cpu, v: CpuViews | null = null): void {
+    if (v !== null) { copy64(this.lo64, v.lo); copy64(this.hi64, v.hi); } else { copyRegs(this.lo, c.lo); copyRegs(this.hi, c.hi); }
+    this.saveSegs(c);
+  }
+
+  /** c's segment state, only when it changed since this buffer last took it. */
+  private saveSegs(c: Cpu): void {
     if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; }
   }
 
@@ -54,15 +57,12 @@ class CpuBuffer implements CpuState {
    * exchange of the real run's final state for the state both runs start from.
    */
   saveThenLoad(c: Cpu, next: CpuBuffer, v: CpuViews | null): void {
-    this.bits = c.bits;
+    this.saveScalars(c);
     if (v !== null) { shift64(this.lo64, v.lo, next.lo64); shift64(this.hi64, v.hi, next.hi64); } else { shiftRegs(this.lo, c.lo, next.lo); shiftRegs(this.hi, c.hi, next.hi); }
-    this.ripLo = c.ripLo; this.ripHi = c.ripHi; this.flags = c.flags; this.cs = c.cs; this.ss = c.ss; this.cr2 = c.cr2; this.halted = c.halted;
-    if (this.segGen !== c.segGen) { saveSegments(c, this.seg); this.segGen = c.segGen; }
+    this.saveSegs(c);
     c.ripLo = next.ripLo; c.ripHi = next.ripHi;
     c.flags = next.flags;
-    loadSegments(c, next.seg, next.segGen);
-    c.cr2 = next.cr2; c.halted = next.halted;
-    c.refetch();
+    loadCpuRest(c, next);
   }
 
   /** A plain copy that outlives the buffer (a snapshot's CPU state). */
